@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs into .venv (system packages too, when run as root),
+# then runs lint, the type checker and the tests. This is the README's test command; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(ffmpeg espeak-ng)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "note: system packages ${missing[*]} are missing; tests that need them will be skipped" >&2
+    fi
+fi
+
+python3 -m venv .venv
+.venv/bin/pip install -q -c constraints.txt -e ".[test]"
+
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

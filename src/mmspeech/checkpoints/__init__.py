@@ -1,0 +1,7 @@
+"""Everything about checkpoint files: resolving references, reading and writing weights, key maps."""
+
+from __future__ import annotations
+
+from mmspeech.checkpoints.resolve import ModelFiles, resolve
+
+__all__ = ["ModelFiles", "resolve"]

@@ -1,0 +1,34 @@
+"""The exceptions mmspeech raises: one base class, subclasses a caller can catch by kind.
+
+Every message says what was expected, what was found and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class MmspeechError(Exception):
+    """Base class of every error mmspeech raises on purpose."""
+
+
+class CheckpointError(MmspeechError, ValueError):
+    """A checkpoint exists but is malformed: bad config, missing/unexpected/mis-shaped weights."""
+
+
+class CheckpointNotFoundError(MmspeechError, FileNotFoundError):
+    """A checkpoint reference (directory or hub id), or a file it needs, cannot be found."""
+
+
+class AudioError(MmspeechError, ValueError):
+    """Audio that cannot be decoded or used: empty, NaN/inf, undecodable, wrong rate."""
+
+
+class LanguageError(MmspeechError, ValueError):
+    """A language the checkpoint does not support (the message lists the closest supported codes)."""
+
+
+class ConfigError(MmspeechError, ValueError):
+    """A configuration value that is missing or inconsistent."""
+
+
+class MissingDependencyError(MmspeechError, ImportError):
+    """An optional dependency (or external program such as ffmpeg) that a feature needs is absent."""
