@@ -23,7 +23,7 @@ class AudioError(MmspeechError, ValueError):
 
 
 class LanguageError(MmspeechError, ValueError):
-    """A language the checkpoint does not support (the message lists the closest supported codes)."""
+    """A language the checkpoint does not support (the message lists the closest codes)."""
 
 
 class ConfigError(MmspeechError, ValueError):
@@ -31,4 +31,4 @@ class ConfigError(MmspeechError, ValueError):
 
 
 class MissingDependencyError(MmspeechError, ImportError):
-    """An optional dependency (or external program such as ffmpeg) that a feature needs is absent."""
+    """An optional dependency (or a program such as ffmpeg) that a feature needs is absent."""

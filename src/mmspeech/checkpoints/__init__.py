@@ -1,4 +1,4 @@
-"""Everything about checkpoint files: resolving references, reading and writing weights, key maps."""
+"""Checkpoint files: resolving references, reading and writing weights, key maps, adapters."""
 
 from __future__ import annotations
 

@@ -82,7 +82,9 @@ class ModelFiles:
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{found} is not valid JSON ({exc}).") from exc
         if not isinstance(data, dict):
-            raise CheckpointError(f"{found} should hold a JSON object, found {type(data).__name__}.")
+            raise CheckpointError(
+                f"{found} should hold a JSON object, found {type(data).__name__}."
+            )
         return data
 
     def weight_files(self) -> list[Path]:
@@ -100,7 +102,9 @@ class ModelFiles:
                 shards = sorted(set(index.get("weight_map", {}).values()))
                 if not shards:
                     raise CheckpointError(f"{index_name} of {self.ref} lists no shards.")
-                return [self.require(name, "a weight shard listed in " + index_name) for name in shards]
+                return [
+                    self.require(name, "a weight shard listed in " + index_name) for name in shards
+                ]
         legacy = self.path(PYTORCH_BIN)
         if legacy is not None:
             return [legacy]
@@ -113,8 +117,8 @@ class ModelFiles:
     # -- hub -------------------------------------------------------------------------------
 
     def _hub_path(self, filename: str) -> Path | None:
-        from huggingface_hub import hf_hub_download
         from huggingface_hub import errors as hub_errors
+        from huggingface_hub import hf_hub_download
 
         offline = self.local_files_only or _env_offline()
         try:
@@ -123,7 +127,7 @@ class ModelFiles:
                     self.ref,
                     filename,
                     revision=self.revision,
-                    cache_dir=self.cache_dir,
+                    cache_dir=None if self.cache_dir is None else Path(self.cache_dir),
                     token=self.token,
                     local_files_only=offline,
                 )
@@ -156,7 +160,9 @@ class ModelFiles:
         wanted = ", ".join(filenames)
         label = f" ({what})" if what else ""
         if self.directory is not None:
-            return f"{self.directory} has no {wanted}{label}. Is it a complete checkpoint directory?"
+            return (
+                f"{self.directory} has no {wanted}{label}. Is it a complete checkpoint directory?"
+            )
         if any(name in self._not_cached for name in filenames):
             mode = (
                 "offline mode is on (HF_HUB_OFFLINE or local_files_only)"

@@ -1,0 +1,110 @@
+"""The convolutional feature encoder: raw 16 kHz waveform -> ~50 frames per second.
+
+Seven strided 1-D convolutions (wav2vec 2.0, §2), then a LayerNorm + linear projection into the
+transformer's width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmspeech.models.wav2vec2.config import Wav2Vec2Config
+from mmspeech.nn.activations import activation
+
+
+class ConvLayer(nn.Module):
+    """One strided conv, an optional norm ("group": GroupNorm, "layer": LayerNorm), activation."""
+
+    def __init__(self, config: Wav2Vec2Config, index: int, norm: str | None):
+        super().__init__()
+        in_channels = config.conv_dim[index - 1] if index > 0 else 1
+        out_channels = config.conv_dim[index]
+        self.conv = nn.Conv1d(
+            in_channels,
+            out_channels,
+            kernel_size=config.conv_kernel[index],
+            stride=config.conv_stride[index],
+            bias=config.conv_bias,
+        )
+        self.layer_norm: nn.Module | None
+        if norm == "group":
+            self.layer_norm = nn.GroupNorm(out_channels, out_channels, affine=True)
+        elif norm == "layer":
+            self.layer_norm = nn.LayerNorm(out_channels)
+        else:
+            self.layer_norm = None
+        self.norm = norm
+        self.activation = activation(config.feat_extract_activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, T_in) -> (B, C_out, T_out)."""
+        x = self.conv(x)
+        if self.norm == "layer":
+            assert self.layer_norm is not None
+            x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
+        elif self.layer_norm is not None:
+            x = self.layer_norm(x)
+        return self.activation(x)
+
+
+class FeatureEncoder(nn.Module):
+    """The conv stack. Its parameters are ``conv_layers.{i}.conv.*`` / ``.layer_norm.*``."""
+
+    def __init__(self, config: Wav2Vec2Config):
+        super().__init__()
+        if config.feat_extract_norm == "layer":
+            norms: list[str | None] = ["layer"] * config.num_feat_extract_layers
+        else:  # "group": only the first layer is normalised
+            norms = ["group"] + [None] * (config.num_feat_extract_layers - 1)
+        self.conv_layers = nn.ModuleList(ConvLayer(config, i, norm) for i, norm in enumerate(norms))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, conv_dim[-1], frames)."""
+        x = waveform[:, None]
+        for layer in self.conv_layers:
+            x = layer(x)
+        return x
+
+
+def output_lengths(config: Wav2Vec2Config, lengths: torch.Tensor) -> torch.Tensor:
+    """Frames produced from ``lengths`` samples: floor((L - kernel) / stride) + 1 per conv.
+
+    Args:
+        lengths: (B,) integer sample counts.
+
+    Returns:
+        (B,) int64 frame counts.
+    """
+    lengths = lengths.to(torch.long)
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return lengths
+
+
+def frame_mask(config: Wav2Vec2Config, sample_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """The (B, frames) bool mask of valid frames for a (B, samples) mask of valid samples.
+
+    Like the reference, only the number of valid samples matters (padding is at the end).
+    """
+    lengths = output_lengths(config, sample_mask.sum(-1))
+    positions = torch.arange(num_frames, device=sample_mask.device)
+    return positions[None, :] < lengths[:, None]
+
+
+class FeatureProjection(nn.Module):
+    """LayerNorm over conv channels (optional for HuBERT) then a linear map to ``hidden_size``."""
+
+    def __init__(self, config: Wav2Vec2Config, layer_norm: bool = True):
+        super().__init__()
+        self.layer_norm = (
+            nn.LayerNorm(config.conv_dim[-1], eps=config.layer_norm_eps) if layer_norm else None
+        )
+        self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
+        self.dropout = nn.Dropout(config.feat_proj_dropout)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, conv_dim[-1]) -> (projected (B, T, hidden), normalised input (B, T, conv_dim))."""
+        if self.layer_norm is not None:
+            features = self.layer_norm(features)
+        return self.dropout(self.projection(features)), features

@@ -1,0 +1,65 @@
+"""Multi-head attention over ``torch.nn.functional.scaled_dot_product_attention``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Turn a (B, T) keep-mask (True/1 = valid) into an additive (B, 1, 1, T) attention bias.
+
+    Returns None when there is no mask or nothing is masked, so SDPA takes its fastest path.
+    """
+    if mask is None:
+        return None
+    keep = mask.bool()
+    if bool(keep.all()):
+        return None
+    bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
+    bias.masked_fill_(~keep, torch.finfo(dtype).min)
+    return bias[:, None, None, :]
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention with separate q/k/v/out projections (the HF ``*_proj`` weight names)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+
+    def forward(
+        self, hidden_states: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attend over the sequence.
+
+        Args:
+            hidden_states: (B, T, C).
+            bias: additive attention bias broadcastable to (B, heads, T, T), e.g. from
+                :func:`padding_bias`; None attends everywhere.
+
+        Returns:
+            (B, T, C).
+        """
+        batch, length, width = hidden_states.shape
+        shape = (batch, length, self.num_heads, self.head_dim)
+        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (B, nh, T, hs)
+        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        attended = nn.functional.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=bias,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, nh, T, hs)
+        attended = attended.transpose(1, 2).reshape(batch, length, width)
+        return self.out_proj(attended)
