@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,6 +42,7 @@ class FamilyKeys:
     weight_norm: tuple[tuple[str, int], ...]  # (module path, weight-norm dim): folded on load
     droppable: tuple[str, ...]  # checkpoint-only key prefixes inference ignores (pretraining)
     optional: tuple[str, ...]  # module keys a checkpoint may lack (initialised fresh, quietly)
+    saves_weight_norm: Callable[[Any], bool] = lambda config: True  # config -> unfold on save?
 
 
 _WAV2VEC2_KEYS = FamilyKeys(
@@ -54,6 +56,8 @@ FAMILY_KEYS: dict[str, FamilyKeys] = {
         weight_norm=_WAV2VEC2_KEYS.weight_norm,
         droppable=(*_WAV2VEC2_KEYS.droppable, "label_embeddings_concat", "final_proj."),
         optional=_WAV2VEC2_KEYS.optional,
+        # with a BatchNorm before it, HuBERT's position conv has no weight norm
+        saves_weight_norm=lambda config: not config.conv_pos_batch_norm,
     ),
 }
 
@@ -273,8 +277,9 @@ def checkpoint_state(model: PretrainedModel) -> dict[str, torch.Tensor]:
     """The model's tensors under the reference's checkpoint names (weight norm unfolded)."""
     state = {key: tensor for key, tensor in model.state_dict().items()}
     prefix = _base_prefix(model)
-    for module_path, dim in _family_of(model).weight_norm:
-        if f"{prefix}{module_path}.weight" in state:
+    family = _family_of(model)
+    if family.saves_weight_norm(model.config):
+        for module_path, dim in family.weight_norm:
             unfold_weight_norm(state, prefix + module_path, dim)
     return state
 

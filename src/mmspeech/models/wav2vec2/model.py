@@ -201,7 +201,8 @@ class Wav2Vec2ForCTC(PretrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones(input_values.shape[-2:], dtype=torch.long)
         input_lengths = output_lengths(self.config, attention_mask.sum(-1))
-        valid = labels >= 0
+        blank = self.config.pad_token_id or 0
+        valid = (labels >= 0) & (labels != blank)  # -100 and blank both mark padding
         targets = labels.masked_select(valid)
         log_probs = nn.functional.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
         return nn.functional.ctc_loss(
@@ -209,7 +210,7 @@ class Wav2Vec2ForCTC(PretrainedModel):
             targets,
             input_lengths,
             valid.sum(-1),
-            blank=self.config.pad_token_id or 0,
+            blank=blank,
             reduction=self.config.ctc_loss_reduction,
             zero_infinity=self.config.ctc_zero_infinity,
         )

@@ -1,0 +1,127 @@
+"""Shared fixtures: tiny reference checkpoints built with transformers (the test oracle)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+# transformers is the oracle: tests import it, the mmspeech package never does.
+transformers = pytest.importorskip("transformers")
+logging.getLogger("transformers").setLevel(logging.ERROR)
+
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "conv_dim": (16, 16, 16),
+    "conv_stride": (5, 2, 2),
+    "conv_kernel": (10, 3, 3),
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "vocab_size": 12,
+    "classifier_proj_size": 24,
+}
+
+# The architecture variants the parity tests cover (family, config changes).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "w2v2-base": ("wav2vec2", {}),
+    "w2v2-stable": (
+        "wav2vec2",
+        {"do_stable_layer_norm": True, "feat_extract_norm": "layer", "conv_bias": True},
+    ),
+    "mms": (
+        "wav2vec2",
+        {
+            "do_stable_layer_norm": True,
+            "feat_extract_norm": "layer",
+            "conv_bias": True,
+            "adapter_attn_dim": 8,
+            "num_conv_pos_embeddings": 15,
+            "hidden_act": "gelu_new",
+        },
+    ),
+    "hubert-base": ("hubert", {}),
+    "hubert-bn": (
+        "hubert",
+        {"feat_proj_layer_norm": False, "conv_pos_batch_norm": True, "conv_bias": True},
+    ),
+    "hubert-stable": ("hubert", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"}),
+}
+
+HEADS = {
+    ("wav2vec2", "bare"): "Wav2Vec2Model",
+    ("wav2vec2", "ctc"): "Wav2Vec2ForCTC",
+    ("wav2vec2", "cls"): "Wav2Vec2ForSequenceClassification",
+    ("hubert", "bare"): "HubertModel",
+    ("hubert", "ctc"): "HubertForCTC",
+    ("hubert", "cls"): "HubertForSequenceClassification",
+}
+
+
+def perturb(model: torch.nn.Module, seed: int = 0) -> None:
+    """Move every weight away from its init (LayerNorm ones, zero biases, BN stats) so parity
+    tests exercise every tensor."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.1 * torch.randn(param.shape, generator=generator))
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.copy_(0.1 * torch.randn(buffer.shape, generator=generator))
+            elif name.endswith("running_var"):
+                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=generator))
+
+
+def reference_model(family: str, head: str, seed: int = 0, **changes: Any) -> Any:
+    """A tiny, perturbed, eval-mode transformers model."""
+    config_class = (
+        transformers.Wav2Vec2Config if family == "wav2vec2" else transformers.HubertConfig
+    )
+    config = config_class(**{**TINY, **changes})
+    if head == "cls":
+        config.id2label = {0: "eng", 1: "fra", 2: "deu"}
+        config.label2id = {v: k for k, v in config.id2label.items()}
+    torch.manual_seed(seed)
+    model = getattr(transformers, HEADS[family, head])(config).eval()
+    perturb(model, seed)
+    return model
+
+
+@pytest.fixture
+def make_checkpoint(tmp_path: Path) -> Callable[..., tuple[Any, Path]]:
+    """Build a tiny reference model and save it; returns (reference model, directory)."""
+    counter = iter(range(1000))
+
+    def build(variant: str, head: str = "ctc", seed: int = 0, **changes: Any) -> tuple[Any, Path]:
+        family, base_changes = VARIANTS[variant]
+        model = reference_model(family, head, seed, **{**base_changes, **changes})
+        directory = tmp_path / f"{variant}-{head}-{next(counter)}"
+        model.save_pretrained(directory)
+        return model, directory
+
+    return build
+
+
+def waveforms(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A zero-padded (B, max_len) batch of random waveforms and its attention mask."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.zeros(len(lengths), max(lengths))
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        batch[row, :length] = torch.randn(length, generator=generator)
+        mask[row, :length] = 1
+    return batch, mask
+
+
+def max_diff(a: Any, b: Any) -> float:
+    a = a.detach().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    b = b.detach().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a - b).max()) if a.size else 0.0
