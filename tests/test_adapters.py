@@ -126,7 +126,9 @@ def test_saved_adapter_loads_in_the_reference(mms_checkpoint):
 
 def test_unknown_language_names_the_closest(mms_checkpoint):
     model = Wav2Vec2ForCTC.from_pretrained(mms_checkpoint)
-    with pytest.raises(LanguageError, match=r"No adapter for language 'frr'.*Closest available: fra"):
+    with pytest.raises(
+        LanguageError, match=r"No adapter for language 'frr'.*Closest available: fra"
+    ):
         model.load_adapter("frr")
     with pytest.raises(LanguageError, match="not a language code"):
         model.load_adapter("../etc")

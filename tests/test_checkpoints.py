@@ -55,7 +55,7 @@ def test_weight_norm_fold_is_g_times_direction():
 
 
 def test_pytorch_bin_weights_load(make_checkpoint, tmp_path):
-    reference, directory = make_checkpoint("mms")
+    reference, _ = make_checkpoint("mms")
     legacy = tmp_path / "legacy"
     reference.save_pretrained(legacy)
     state = load_file(legacy / "model.safetensors")
@@ -140,7 +140,7 @@ def test_wrong_family_and_missing_files_are_clear(make_checkpoint, tmp_path):
         Wav2Vec2ForCTC.from_pretrained(directory)
     assert isinstance(HubertForCTC.from_pretrained(directory), HubertForCTC)
     (directory / "model.safetensors").unlink()
-    with pytest.raises(CheckpointNotFoundError, match="has no model.safetensors"):
+    with pytest.raises(CheckpointNotFoundError, match=r"has no model\.safetensors"):
         HubertForCTC.from_pretrained(directory)
     (directory / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):

@@ -49,16 +49,21 @@ def test_submodules_match(make_checkpoint, variant):
         assert max_diff(ref_hidden, our_proj) < TOL
         if isinstance(ref_proj, tuple):
             assert max_diff(ref_proj[1], our_normed) < TOL
-        assert max_diff(
-            ref_base.encoder.pos_conv_embed(ref_hidden), our_base.encoder.pos_conv_embed(ref_hidden)
-        ) < TOL
+        assert (
+            max_diff(
+                ref_base.encoder.pos_conv_embed(ref_hidden),
+                our_base.encoder.pos_conv_embed(ref_hidden),
+            )
+            < TOL
+        )
         for ref_layer, our_layer in zip(
             ref_base.encoder.layers, our_base.encoder.layers, strict=True
         ):
             assert max_diff(ref_layer(ref_hidden), our_layer(ref_hidden, None)) < TOL
-        assert max_diff(
-            ref_base.encoder(ref_hidden).last_hidden_state, our_base.encoder(ref_hidden)
-        ) < TOL
+        assert (
+            max_diff(ref_base.encoder(ref_hidden).last_hidden_state, our_base.encoder(ref_hidden))
+            < TOL
+        )
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -105,7 +110,9 @@ def test_bare_encoder_and_hidden_states_match(make_checkpoint, variant):
 @pytest.mark.parametrize("variant", ["w2v2-base", "mms", "hubert-stable"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_classification_logits_match(make_checkpoint, variant, weighted):
-    reference, model = load_pair(make_checkpoint, variant, head="cls", use_weighted_layer_sum=weighted)
+    reference, model = load_pair(
+        make_checkpoint, variant, head="cls", use_weighted_layer_sum=weighted
+    )
     x, mask = waveforms([4000, 2500, 1600])
     with torch.no_grad():
         for attention_mask in (None, mask):
@@ -127,9 +134,7 @@ def test_ctc_loss_and_gradients_match(make_checkpoint):
             "mask_time_prob",
         )
     }
-    reference, model = load_pair(
-        make_checkpoint, "mms", ctc_loss_reduction="mean", **no_randomness
-    )
+    reference, model = load_pair(make_checkpoint, "mms", ctc_loss_reduction="mean", **no_randomness)
     reference.train()
     model.train()
     x, mask = waveforms([4000, 3000])

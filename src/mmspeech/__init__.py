@@ -1,5 +1,98 @@
-"""mmspeech: Meta's MMS speech models in plain PyTorch."""
+"""mmspeech: Meta's MMS speech models in plain PyTorch.
+
+The names below are the transformers-compatible face (``from mmspeech import Wav2Vec2ForCTC,
+AutoProcessor, pipeline``). They are imported on first use, so ``import mmspeech`` stays fast.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "mmspeech.models.wav2vec2": (
+        "Wav2Vec2Config",
+        "HubertConfig",
+        "Wav2Vec2Model",
+        "HubertModel",
+        "Wav2Vec2ForCTC",
+        "HubertForCTC",
+        "Wav2Vec2ForSequenceClassification",
+        "HubertForSequenceClassification",
+    ),
+    "mmspeech.processing.feature_extraction": ("Wav2Vec2FeatureExtractor", "BatchFeature"),
+    "mmspeech.processing.ctc_tokenizer": ("Wav2Vec2CTCTokenizer",),
+    "mmspeech.processing.processor": ("Wav2Vec2Processor",),
+    "mmspeech.auto": (
+        "AutoConfig",
+        "AutoFeatureExtractor",
+        "AutoProcessor",
+        "AutoModel",
+        "AutoModelForCTC",
+        "AutoModelForAudioClassification",
+    ),
+    "mmspeech.pipelines": ("pipeline",),
+    "mmspeech.audio": ("load_audio",),
+    "mmspeech.errors": (
+        "MmspeechError",
+        "AudioError",
+        "CheckpointError",
+        "CheckpointNotFoundError",
+        "ConfigError",
+        "LanguageError",
+        "MissingDependencyError",
+    ),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmspeech' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from mmspeech.audio import load_audio
+    from mmspeech.auto import (
+        AutoConfig,
+        AutoFeatureExtractor,
+        AutoModel,
+        AutoModelForAudioClassification,
+        AutoModelForCTC,
+        AutoProcessor,
+    )
+    from mmspeech.errors import (
+        AudioError,
+        CheckpointError,
+        CheckpointNotFoundError,
+        ConfigError,
+        LanguageError,
+        MissingDependencyError,
+        MmspeechError,
+    )
+    from mmspeech.models.wav2vec2 import (
+        HubertConfig,
+        HubertForCTC,
+        HubertForSequenceClassification,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2ForCTC,
+        Wav2Vec2ForSequenceClassification,
+        Wav2Vec2Model,
+    )
+    from mmspeech.pipelines import pipeline
+    from mmspeech.processing.ctc_tokenizer import Wav2Vec2CTCTokenizer
+    from mmspeech.processing.feature_extraction import BatchFeature, Wav2Vec2FeatureExtractor
+    from mmspeech.processing.processor import Wav2Vec2Processor
