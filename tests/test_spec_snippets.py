@@ -3,53 +3,10 @@ written against tiny MMS-format checkpoints, and compared with the reference doi
 
 from __future__ import annotations
 
-import json
 import re
 
-import numpy as np
-import pytest
 import torch
-from conftest import max_diff, reference_model, transformers
-from safetensors.torch import save_file
-
-MMS = {
-    "do_stable_layer_norm": True,
-    "feat_extract_norm": "layer",
-    "conv_bias": True,
-    "adapter_attn_dim": 8,
-}
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "|"]
-LETTERS = {"eng": list("etaoinshrdl"), "fra": list("esaitnruloé"), "deu": list("enisratdhuä")}
-
-
-def vocab_for(letters: list[str]) -> dict[str, int]:
-    return {token: index for index, token in enumerate(SPECIALS + letters)}
-
-
-@pytest.fixture
-def mms_dir(tmp_path):
-    """A complete MMS-style ASR checkpoint: base + adapters + nested vocab + processor files."""
-    directory = tmp_path / "mms-tiny-all"
-    sizes = {lang: len(SPECIALS) + len(letters) for lang, letters in LETTERS.items()}
-    base = reference_model("wav2vec2", "ctc", seed=0, vocab_size=sizes["eng"], **MMS)
-    base.save_pretrained(directory)
-    for seed, lang in enumerate(LETTERS):
-        donor = reference_model("wav2vec2", "ctc", seed=seed, vocab_size=sizes[lang], **MMS)
-        tensors = {k: v.detach().contiguous() for k, v in donor._get_adapters().items()}
-        save_file(tensors, directory / f"adapter.{lang}.safetensors")
-    vocab_file = tmp_path / "vocab.json"
-    vocab_file.write_text(json.dumps({lang: vocab_for(ls) for lang, ls in LETTERS.items()}))
-    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab_file), target_lang="eng")
-    extractor = transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True)
-    transformers.Wav2Vec2Processor(
-        feature_extractor=extractor, tokenizer=tokenizer
-    ).save_pretrained(directory)
-    return directory
-
-
-def speech(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (0.1 * rng.standard_normal(int(16_000 * seconds))).astype(np.float32)
+from conftest import LETTERS, MMS, max_diff, reference_model, speech, transformers
 
 
 def test_spec_asr_snippet(mms_dir):
