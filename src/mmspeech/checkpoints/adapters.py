@@ -107,8 +107,12 @@ def load_adapter(model: PretrainedModel, lang: str, *, force_load: bool = True) 
     lm_head = model.lm_head
     assert isinstance(lm_head, nn.Linear)
     if rows != lm_head.out_features:
-        model.lm_head = nn.Linear(
-            lm_head.in_features, rows, device=lm_head.weight.device, dtype=lm_head.weight.dtype
+        model.lm_head = nn.utils.skip_init(  # its values are overwritten just below
+            nn.Linear,
+            lm_head.in_features,
+            rows,
+            device=lm_head.weight.device,
+            dtype=lm_head.weight.dtype,
         )
         model.config.vocab_size = rows
         current = _adapter_state(model)

@@ -225,11 +225,15 @@ class Wav2Vec2ForCTC(PretrainedModel):
             raise ConfigError(
                 "This checkpoint has no language adapters (adapter_attn_dim is unset)."
             )
-        state = {
-            name: tensor
-            for name, tensor in self.state_dict().items()
-            if ".adapter_layer." in name or name.startswith("lm_head.")
-        }
+        state: dict[str, torch.Tensor] = {}
+        for index, layer in enumerate(self.base.encoder.layers):
+            adapter = getattr(layer, "adapter_layer", None)
+            assert isinstance(adapter, AttnAdapter)
+            prefix = f"{self.base_prefix}.encoder.layers.{index}.adapter_layer."
+            for name, param in adapter.named_parameters():
+                state[prefix + name] = param.data
+        state["lm_head.weight"] = self.lm_head.weight.data
+        state["lm_head.bias"] = self.lm_head.bias.data
         return state
 
     def freeze_base_model(self) -> None:
