@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from mmspeech.errors import AudioError, CheckpointNotFoundError, ConfigError
-from mmspeech.processing.feature_extraction import BatchFeature, Wav2Vec2FeatureExtractor
+from mmspeech.processing.batch import BatchFeature
+from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 
 transformers = pytest.importorskip("transformers")
 

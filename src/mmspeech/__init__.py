@@ -22,7 +22,8 @@ _EXPORTS = {
         "Wav2Vec2ForSequenceClassification",
         "HubertForSequenceClassification",
     ),
-    "mmspeech.processing.feature_extraction": ("Wav2Vec2FeatureExtractor", "BatchFeature"),
+    "mmspeech.processing.feature_extraction": ("Wav2Vec2FeatureExtractor",),
+    "mmspeech.processing.batch": ("BatchFeature",),
     "mmspeech.processing.ctc_tokenizer": ("Wav2Vec2CTCTokenizer",),
     "mmspeech.processing.processor": ("Wav2Vec2Processor",),
     "mmspeech.auto": (
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
         Wav2Vec2Model,
     )
     from mmspeech.pipelines import pipeline
+    from mmspeech.processing.batch import BatchFeature
     from mmspeech.processing.ctc_tokenizer import Wav2Vec2CTCTokenizer
-    from mmspeech.processing.feature_extraction import BatchFeature, Wav2Vec2FeatureExtractor
+    from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
     from mmspeech.processing.processor import Wav2Vec2Processor

@@ -22,6 +22,7 @@ import torch
 
 from mmspeech.checkpoints import resolve
 from mmspeech.errors import AudioError, CheckpointError, ConfigError
+from mmspeech.processing.batch import BatchFeature
 
 logger = logging.getLogger(__name__)
 
@@ -30,37 +31,6 @@ PROCESSOR_CONFIG = "processor_config.json"  # newer layout: settings under "feat
 _NESTED_KEYS = ("feature_extractor", "audio_processor")
 _PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 _EPSILON = 1e-7  # added to the variance before the square root, as in the reference
-
-
-class BatchFeature(dict[str, Any]):
-    """The extractor's output: a dict (so ``model(**inputs)`` works) with attribute access.
-
-    Keys: ``input_values`` — ``(batch, samples)`` float32; ``attention_mask`` — ``(batch, samples)``
-    int32, 1 on valid samples, present only when requested. Tensors or arrays as asked by
-    ``return_tensors``; with ``return_tensors=None``, lists of 1-D numpy arrays.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
-        """Apply ``Tensor.to(*args, **kwargs)`` to floating tensors; only move the others.
-
-        So ``inputs.to("cuda", torch.float16)`` casts ``input_values`` but keeps the mask integer.
-        """
-        device = kwargs.get("device")
-        if device is None and args and not isinstance(args[0], torch.dtype):
-            device = args[0]
-        for key, value in self.items():
-            if isinstance(value, torch.Tensor):
-                if value.is_floating_point():
-                    self[key] = value.to(*args, **kwargs)
-                elif device is not None:
-                    self[key] = value.to(device=device)
-        return self
 
 
 @dataclass

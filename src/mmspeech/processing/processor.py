@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.errors import ConfigError
+from mmspeech.processing.batch import BatchFeature
 from mmspeech.processing.ctc_tokenizer import Wav2Vec2CTCTokenizer
-from mmspeech.processing.feature_extraction import BatchFeature, Wav2Vec2FeatureExtractor
+from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 
 
 class Wav2Vec2Processor:
@@ -49,8 +50,8 @@ class Wav2Vec2Processor:
         if audio is None and text is None:
             raise ConfigError("Give the processor audio, text, or both.")
         if audio is None:
-            encoded = self.tokenizer(text, return_tensors=return_tensors)
-            return BatchFeature(encoded)
+            encoded: BatchFeature = self.tokenizer(text, return_tensors=return_tensors)
+            return encoded
         inputs = self.feature_extractor(
             audio, sampling_rate=sampling_rate, return_tensors=return_tensors, **kwargs
         )
