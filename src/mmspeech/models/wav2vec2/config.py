@@ -178,7 +178,7 @@ class Wav2Vec2Config:
         """The ``config.json`` dict, in the reference's spelling."""
         data: dict[str, Any] = dict(self.extra)
         for f in dataclasses.fields(self):
-            if f.name == "extra":
+            if f.name == "extra" or (f.name == "id2label" and self.id2label is None):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, tuple):
