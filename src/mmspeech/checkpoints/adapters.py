@@ -19,7 +19,12 @@ from torch import nn
 
 from mmspeech.checkpoints.resolve import ModelFiles, resolve
 from mmspeech.checkpoints.weights import read_tensors, write_safetensors
-from mmspeech.errors import CheckpointError, ConfigError, LanguageError
+from mmspeech.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    ConfigError,
+    LanguageError,
+)
 
 if TYPE_CHECKING:
     from mmspeech.models.pretrained import PretrainedModel
@@ -67,10 +72,14 @@ def read_adapter(files: ModelFiles, lang: str) -> dict[str, torch.Tensor]:
     """The tensors of ``lang``'s adapter file (safetensors preferred, then .bin)."""
     if not _LANG.fullmatch(lang):
         raise LanguageError(f"{lang!r} is not a language code (expected e.g. 'fra').")
-    for pattern in (ADAPTER_SAFETENSORS, ADAPTER_BIN):
-        path = files.path(pattern.format(lang))
+    names = [pattern.format(lang) for pattern in (ADAPTER_SAFETENSORS, ADAPTER_BIN)]
+    for name in names:
+        path = files.path(name)
         if path is not None:
             return read_tensors(path)
+    if not files.is_local and any(name in files.not_cached for name in names):
+        # offline or unreachable: the repository may well have it, it is just not cached
+        raise CheckpointNotFoundError(files.missing_message(names, f"the {lang} adapter"))
     import difflib
 
     known = available_adapters(files)
