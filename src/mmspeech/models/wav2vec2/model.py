@@ -142,29 +142,46 @@ class HubertModel(Wav2Vec2Model):
     base_prefix = "hubert"
 
 
-class Wav2Vec2ForCTC(PretrainedModel):
-    """Encoder + linear CTC head over characters (MMS ASR). Supports MMS language adapters."""
+class _TaskModel(PretrainedModel):
+    """A head over the bare encoder, which lives under ``base_prefix`` (the checkpoint prefix)."""
 
     config_class: type[Wav2Vec2Config] = Wav2Vec2Config
     base_class: type[Wav2Vec2Model] = Wav2Vec2Model
     base_prefix = "wav2vec2"
 
-    def __init__(self, config: Wav2Vec2Config, target_lang: str | None = None):
+    def __init__(self, config: Wav2Vec2Config):
         super().__init__()
-        if config.vocab_size is None:
-            raise ConfigError("A CTC model needs config.vocab_size (the CTC vocabulary size).")
         self.config = config
         setattr(self, self.base_prefix, self.base_class(config))
-        self.dropout = nn.Dropout(config.final_dropout)
-        assert config.output_hidden_size is not None
-        self.lm_head = nn.Linear(config.output_hidden_size, config.vocab_size)
-        self.target_lang = target_lang
 
     @property
     def base(self) -> Wav2Vec2Model:
         module = getattr(self, self.base_prefix)
         assert isinstance(module, Wav2Vec2Model)
         return module
+
+    def freeze_base_model(self) -> None:
+        """Stop gradients into the encoder (train the heads, and the adapters' copies, only)."""
+        for param in self.base.parameters():
+            param.requires_grad = False
+
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients into the convolutional feature encoder."""
+        for param in self.base.feature_extractor.parameters():
+            param.requires_grad = False
+
+
+class Wav2Vec2ForCTC(_TaskModel):
+    """Encoder + linear CTC head over characters (MMS ASR). Supports MMS language adapters."""
+
+    def __init__(self, config: Wav2Vec2Config, target_lang: str | None = None):
+        if config.vocab_size is None:
+            raise ConfigError("A CTC model needs config.vocab_size (the CTC vocabulary size).")
+        super().__init__(config)
+        self.dropout = nn.Dropout(config.final_dropout)
+        assert config.output_hidden_size is not None
+        self.lm_head = nn.Linear(config.output_hidden_size, config.vocab_size)
+        self.target_lang = target_lang
 
     def forward(
         self,
@@ -236,15 +253,6 @@ class Wav2Vec2ForCTC(PretrainedModel):
         state["lm_head.bias"] = self.lm_head.bias.data
         return state
 
-    def freeze_base_model(self) -> None:
-        """Stop gradients into the encoder (train the head and adapters only)."""
-        for param in self.base.parameters():
-            param.requires_grad = False
-
-    def freeze_feature_encoder(self) -> None:
-        for param in self.base.feature_extractor.parameters():
-            param.requires_grad = False
-
 
 class HubertForCTC(Wav2Vec2ForCTC):
     config_class = HubertConfig
@@ -252,28 +260,16 @@ class HubertForCTC(Wav2Vec2ForCTC):
     base_prefix = "hubert"
 
 
-class Wav2Vec2ForSequenceClassification(PretrainedModel):
+class Wav2Vec2ForSequenceClassification(_TaskModel):
     """Encoder + mean pooling over valid frames + projector + classifier (MMS language ID)."""
 
-    config_class: type[Wav2Vec2Config] = Wav2Vec2Config
-    base_class: type[Wav2Vec2Model] = Wav2Vec2Model
-    base_prefix = "wav2vec2"
-
     def __init__(self, config: Wav2Vec2Config):
-        super().__init__()
-        self.config = config
-        setattr(self, self.base_prefix, self.base_class(config))
+        super().__init__(config)
         if config.use_weighted_layer_sum:
             layers = config.num_hidden_layers + 1
             self.layer_weights = nn.Parameter(torch.ones(layers) / layers)
         self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
         self.classifier = nn.Linear(config.classifier_proj_size, config.num_labels)
-
-    @property
-    def base(self) -> Wav2Vec2Model:
-        module = getattr(self, self.base_prefix)
-        assert isinstance(module, Wav2Vec2Model)
-        return module
 
     def forward(
         self,
