@@ -20,7 +20,7 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q -c constraints.txt -e ".[test]"
 
-.venv/bin/ruff check src tests benchmarks
-.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/ruff check
+.venv/bin/ruff format --check
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
