@@ -37,5 +37,7 @@ def test_bad_input_is_one_clear_line(mms_dir, tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "broken.wav" in result.stderr
+    result = run(str(tmp_path / "absent.wav"), "--model", "facebook/not-downloaded")
+    assert result.returncode == 1 and "no such audio file" in result.stderr
     result = run(str(broken), "--model", str(mms_dir), "--lang", "xyz")
     assert result.returncode == 1 and "xyz" in result.stderr and "Traceback" not in result.stderr

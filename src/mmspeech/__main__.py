@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from mmspeech.errors import MmspeechError
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    missing = [path for path in args.audio if not os.path.isfile(path)]
+    if missing:  # before loading a model that may take minutes
+        print(f"error: no such audio file: {', '.join(missing)}", file=sys.stderr)
+        return 1
 
     from mmspeech.pipelines import pipeline
 
