@@ -157,5 +157,6 @@ class Encoder(nn.Module):
         self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """(B, T, C) -> (B, T, C) contextual representations."""
-        *_, x = self.iter_hidden_states(hidden_states, mask)
+        for x in self.iter_hidden_states(hidden_states, mask):  # noqa: B007
+            pass  # keep only the last (``*_, x = ...`` would hold every layer's output)
         return self.layer_norm(x) if self.pre_norm else x
