@@ -239,23 +239,25 @@ class Wav2Vec2CTCTokenizer:
 
     @property
     def bos_token_id(self) -> int | None:
-        return None if self.bos_token is None else self.convert_tokens_to_ids(self.bos_token)
+        return self._id_of(self.bos_token)
 
     @property
     def eos_token_id(self) -> int | None:
-        return None if self.eos_token is None else self.convert_tokens_to_ids(self.eos_token)
+        return self._id_of(self.eos_token)
 
     @property
     def unk_token_id(self) -> int | None:
-        return None if self.unk_token is None else self.convert_tokens_to_ids(self.unk_token)
+        return self._id_of(self.unk_token)
 
     @property
     def pad_token_id(self) -> int | None:
-        return None if self.pad_token is None else self.convert_tokens_to_ids(self.pad_token)
+        return self._id_of(self.pad_token)
 
     @property
     def word_delimiter_token_id(self) -> int | None:
-        token = self.word_delimiter_token
+        return self._id_of(self.word_delimiter_token)
+
+    def _id_of(self, token: str | None) -> int | None:
         return None if token is None else self.convert_tokens_to_ids(token)
 
     # -- ids <-> tokens ------------------------------------------------------------------------
