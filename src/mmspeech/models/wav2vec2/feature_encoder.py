@@ -88,6 +88,7 @@ class FeatureEncoder(nn.Module):
         if self.channels_last:
             x = waveform[:, None, None, :]  # (B, 1, 1, samples)
             for layer in self.conv_layers:
+                assert isinstance(layer, ConvLayer)
                 x = layer.forward_channels_last(x)
             return x.squeeze(2)
         x = waveform[:, None]
