@@ -20,7 +20,7 @@ from torch import nn
 
 from mmspeech.checkpoints.resolve import ModelFiles, resolve
 from mmspeech.checkpoints.weights import (
-    fold_weight_norm,
+    fold_all_weight_norms,
     read_state_dict,
     unfold_weight_norm,
     write_safetensors,
@@ -39,7 +39,7 @@ ModelT = TypeVar("ModelT", bound="PretrainedModel")
 class FamilyKeys:
     """How a family's checkpoint keys relate to its module names (relative to the bare model)."""
 
-    weight_norm: tuple[tuple[str, int], ...]  # (module path, weight-norm dim): folded on load
+    weight_norm: tuple[tuple[str, int], ...]  # (module path, dim) written with weight norm on save
     droppable: tuple[str, ...]  # checkpoint-only key prefixes inference ignores (pretraining)
     optional: tuple[str, ...]  # module keys a checkpoint may lack (initialised fresh, quietly)
     saves_weight_norm: Callable[[Any], bool] = lambda config: True  # config -> unfold on save?
@@ -118,8 +118,7 @@ def adapt_keys(state: dict[str, torch.Tensor], model: PretrainedModel) -> tuple[
             else:
                 dropped.append(key)
     family = _family_of(model)
-    for module_path, _dim in family.weight_norm:
-        fold_weight_norm(state, prefix + module_path)
+    fold_all_weight_norms(state)  # every (g, v) pair, whatever the family
     expected = model.state_dict()
     for key in list(state):
         if key in expected:

@@ -87,6 +87,14 @@ def fold_weight_norm(state: dict[str, torch.Tensor], module_path: str) -> None:
             raise CheckpointError(f"{module_path} has only half of its weight-norm pair.")
 
 
+def fold_all_weight_norms(state: dict[str, torch.Tensor]) -> None:
+    """Fold every weight-norm pair in ``state``, in either spelling (see :func:`fold_weight_norm`)."""
+    suffixes = tuple("." + g for g, _ in WEIGHT_NORM_SUFFIXES)
+    for key in [k for k in state if k.endswith(suffixes)]:
+        module_path = next(key[: -len(s)] for s in suffixes if key.endswith(s))
+        fold_weight_norm(state, module_path)
+
+
 def unfold_weight_norm(state: dict[str, torch.Tensor], module_path: str, dim: int) -> None:
     """The inverse for saving: ``weight`` -> ``weight_g`` (norm over all but ``dim``), ``weight_v``.
 
