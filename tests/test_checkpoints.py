@@ -188,3 +188,21 @@ def test_dtype_and_config_overrides(make_checkpoint):
     assert model.dtype == torch.bfloat16
     assert model.config.final_dropout == 0.0
     assert not model.training
+
+
+def test_every_weight_norm_pair_is_folded_in_either_spelling():
+    from mmspeech.checkpoints.weights import fold_all_weight_norms
+
+    a_v, b_v = torch.randn(4, 3, 5), torch.randn(6, 2, 3)
+    a_g, b_g = torch.rand(4, 1, 1) + 0.5, torch.rand(1, 1, 3) + 0.5
+    state = {
+        "a.weight_g": a_g,
+        "a.weight_v": a_v,
+        "x.b.parametrizations.weight.original0": b_g,
+        "x.b.parametrizations.weight.original1": b_v,
+        "c.weight": torch.ones(2),
+    }
+    fold_all_weight_norms(state)
+    assert set(state) == {"a.weight", "x.b.weight", "c.weight"}
+    assert max_diff(state["a.weight"], a_g * a_v / a_v.norm(dim=(1, 2), keepdim=True)) < 1e-6
+    assert max_diff(state["x.b.weight"], b_g * b_v / b_v.norm(dim=(0, 1), keepdim=True)) < 1e-6

@@ -88,7 +88,7 @@ def fold_weight_norm(state: dict[str, torch.Tensor], module_path: str) -> None:
 
 
 def fold_all_weight_norms(state: dict[str, torch.Tensor]) -> None:
-    """Fold every weight-norm pair in ``state``, in either spelling (see :func:`fold_weight_norm`)."""
+    """Fold every weight-norm pair in ``state``, in either spelling (:func:`fold_weight_norm`)."""
     suffixes = tuple("." + g for g, _ in WEIGHT_NORM_SUFFIXES)
     for key in [k for k in state if k.endswith(suffixes)]:
         module_path = next(key[: -len(s)] for s in suffixes if key.endswith(s))
