@@ -22,6 +22,9 @@ _EXPORTS = {
         "Wav2Vec2ForSequenceClassification",
         "HubertForSequenceClassification",
     ),
+    "mmspeech.models.vits": ("VitsConfig", "VitsModel"),
+    "mmspeech.processing.vits_tokenizer": ("VitsTokenizer",),
+    "mmspeech.seed": ("set_seed",),
     "mmspeech.processing.feature_extraction": ("Wav2Vec2FeatureExtractor",),
     "mmspeech.processing.batch": ("BatchFeature",),
     "mmspeech.processing.ctc_tokenizer": ("Wav2Vec2CTCTokenizer",),
@@ -83,6 +86,7 @@ if TYPE_CHECKING:
         MissingDependencyError,
         MmspeechError,
     )
+    from mmspeech.models.vits import VitsConfig, VitsModel
     from mmspeech.models.wav2vec2 import (
         HubertConfig,
         HubertForCTC,
@@ -98,3 +102,5 @@ if TYPE_CHECKING:
     from mmspeech.processing.ctc_tokenizer import Wav2Vec2CTCTokenizer
     from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
     from mmspeech.processing.processor import Wav2Vec2Processor
+    from mmspeech.processing.vits_tokenizer import VitsTokenizer
+    from mmspeech.seed import set_seed

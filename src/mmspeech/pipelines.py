@@ -16,12 +16,13 @@ import torch
 
 from mmspeech.audio import load_audio
 from mmspeech.auto import HUB_KWARGS, AutoModel, AutoModelForAudioClassification, AutoModelForCTC
+from mmspeech.checkpoints import resolve
 from mmspeech.errors import AudioError, ConfigError
 from mmspeech.models.wav2vec2 import Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification
 from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 from mmspeech.processing.processor import Wav2Vec2Processor
 
-TASKS = ("automatic-speech-recognition", "audio-classification")
+TASKS = ("automatic-speech-recognition", "audio-classification", "text-to-speech")
 
 
 def _waveform(audio: Any, sample_rate: int) -> np.ndarray:
@@ -124,7 +125,43 @@ class AudioClassificationPipeline(_Pipeline):
         ]
 
 
+class TextToSpeechPipeline:
+    """Text -> ``{"audio": float32 (samples,), "sampling_rate": int}`` with a VITS model."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: Any = None):
+        self.model = model.to(device) if device is not None else model
+        self.tokenizer = tokenizer
+
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.model.config.sampling_rate)
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        *,
+        generator: torch.Generator | None = None,
+        forward_params: dict[str, Any] | None = None,  # speaking_rate, noise_scale, speaker_id…
+    ) -> Any:
+        """Synthesize one text (a dict) or a list of texts (a list of dicts), one at a time."""
+        if not isinstance(text, str):
+            return [self._one(t, generator, forward_params) for t in text]
+        return self._one(text, generator, forward_params)
+
+    def _one(
+        self, text: str, generator: torch.Generator | None, params: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
+        with torch.inference_mode():
+            output = self.model(**inputs, generator=generator, **(params or {}))
+        audio = output.waveform[0, : int(output.sequence_lengths[0])]
+        return {"audio": audio.float().cpu().numpy(), "sampling_rate": self.sampling_rate}
+
+
 def _infer_task(ref: str | os.PathLike[str], hub_kwargs: dict[str, Any]) -> str:
+    config = resolve(ref, **hub_kwargs).read_json("config.json") or {}
+    if config.get("model_type") == "vits":
+        return "text-to-speech"
     model_class = AutoModel.model_class(ref, **hub_kwargs)
     if issubclass(model_class, Wav2Vec2ForCTC):
         return "automatic-speech-recognition"
@@ -143,12 +180,12 @@ def pipeline(
     model_kwargs: dict[str, Any] | None = None,
     device: str | torch.device | None = None,
     **kwargs: Any,
-) -> AutomaticSpeechRecognitionPipeline | AudioClassificationPipeline:
+) -> AutomaticSpeechRecognitionPipeline | AudioClassificationPipeline | TextToSpeechPipeline:
     """Build a pipeline as transformers does.
 
     Args:
-        task: ``"automatic-speech-recognition"`` or ``"audio-classification"``; inferred from the
-            checkpoint's architecture when omitted.
+        task: ``"automatic-speech-recognition"``, ``"audio-classification"`` or
+            ``"text-to-speech"``; inferred from the checkpoint's architecture when omitted.
         model: checkpoint directory or hub id.
         model_kwargs: passed to ``from_pretrained`` (e.g. ``{"target_lang": "fra",
             "ignore_mismatched_sizes": True}``); ``target_lang`` also selects the vocabulary.
@@ -175,4 +212,14 @@ def pipeline(
         classifier = AutoModelForAudioClassification.from_pretrained(model, **model_kwargs)
         extractor = Wav2Vec2FeatureExtractor.from_pretrained(model, **hub_kwargs)
         return AudioClassificationPipeline(classifier, extractor, device, top_k=top_k)
+    if task in ("text-to-speech", "text-to-audio"):
+        if kwargs:
+            raise ConfigError(f"Unknown pipeline options: {', '.join(sorted(kwargs))}.")
+        from mmspeech.models.vits import VitsModel
+        from mmspeech.processing.vits_tokenizer import VitsTokenizer
+
+        tts_model = VitsModel.from_pretrained(model, **model_kwargs)
+        return TextToSpeechPipeline(
+            tts_model, VitsTokenizer.from_pretrained(model, **hub_kwargs), device
+        )
     raise ConfigError(f"Unknown task {task!r}; mmspeech pipelines: {', '.join(TASKS)}.")

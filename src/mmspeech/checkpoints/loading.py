@@ -51,6 +51,11 @@ _WAV2VEC2_KEYS = FamilyKeys(
     optional=("masked_spec_embed", "num_batches_tracked"),
 )
 FAMILY_KEYS: dict[str, FamilyKeys] = {
+    # VITS: module names are the checkpoint names; weight norm (WaveNet convs) is folded on load.
+    # Saving writes plain weights (re-applying weight norm on save is not implemented yet).
+    "vits": FamilyKeys(
+        weight_norm=(), droppable=(), optional=(), saves_weight_norm=lambda config: False
+    ),
     "wav2vec2": _WAV2VEC2_KEYS,
     "hubert": FamilyKeys(
         weight_norm=_WAV2VEC2_KEYS.weight_norm,

@@ -1,0 +1,178 @@
+"""The VITS text encoder: token embedding, relative-position transformer, prior projection.
+
+Maps characters to the parameters of the prior over latents, one (mean, log-std) pair per token
+(``m_p`` and ``logs_p`` in the VITS paper's code). Module names follow the reference checkpoints
+(``text_encoder.encoder.layers.0.attention.emb_rel_k`` …).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from mmspeech.models.vits.config import VitsConfig
+from mmspeech.nn.activations import activation
+
+logger = logging.getLogger(__name__)
+
+
+class TextEncoderOutput(NamedTuple):
+    hidden_states: torch.Tensor  # (B, T, hidden_size), zero on padding
+    prior_means: torch.Tensor  # (B, T, flow_size), m_p in VITS
+    prior_log_stds: torch.Tensor  # (B, T, flow_size), logs_p (called "log variances" in HF)
+
+
+class RelativeSelfAttention(nn.Module):
+    """Multi-head self-attention with learned relative-position embeddings for keys and values
+    (Shaw et al., 2018), limited to offsets in ``[-window_size, window_size]``."""
+
+    def __init__(self, config: VitsConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.window_size = config.window_size
+        width = config.hidden_size
+        self.k_proj = nn.Linear(width, width, bias=config.use_bias)
+        self.v_proj = nn.Linear(width, width, bias=config.use_bias)
+        self.q_proj = nn.Linear(width, width, bias=config.use_bias)
+        self.out_proj = nn.Linear(width, width, bias=config.use_bias)
+        num_offsets = 2 * config.window_size + 1
+        self.emb_rel_k = nn.Parameter(
+            torch.randn(1, num_offsets, self.head_dim) * self.head_dim**-0.5
+        )
+        self.emb_rel_v = nn.Parameter(
+            torch.randn(1, num_offsets, self.head_dim) * self.head_dim**-0.5
+        )
+
+    def _offsets(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Index of offset ``j - i`` into the embedding table, and whether it is in the window.
+
+        Returns two (T, T) tensors: long indices in ``[0, 2w]`` and a bool mask.
+        """
+        positions = torch.arange(length, device=device)
+        offsets = positions[None, :] - positions[:, None]  # (T, T): j - i
+        inside = offsets.abs() <= self.window_size
+        return (offsets + self.window_size).clamp(0, 2 * self.window_size), inside
+
+    def forward(self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Args:
+            hidden_states: (B, T, hidden_size).
+            key_mask: (B, T) bool, True on real tokens; None when nothing is padded.
+
+        Returns:
+            (B, T, hidden_size).
+        """
+        batch, length, width = hidden_states.shape
+        heads, head_dim = self.num_heads, self.head_dim
+
+        def split(x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B*nh, T, hd)
+            x = x.view(batch, length, heads, head_dim).transpose(1, 2)
+            return x.reshape(batch * heads, length, head_dim)
+
+        query = split(self.q_proj(hidden_states) * head_dim**-0.5)
+        key = split(self.k_proj(hidden_states))
+        value = split(self.v_proj(hidden_states))
+
+        index, inside = self._offsets(length, hidden_states.device)
+        scores = torch.bmm(query, key.transpose(1, 2))  # (B*nh, T, T)
+        # relative keys: q_i . E_k[j - i], zero outside the window
+        rel_scores = torch.matmul(query, self.emb_rel_k[0].transpose(0, 1))  # (B*nh, T, 2w+1)
+        rel_scores = rel_scores.gather(2, index.expand(batch * heads, -1, -1))  # (B*nh, T, T)
+        scores = scores + rel_scores * inside
+        if key_mask is not None:
+            blocked = ~key_mask[:, None, None, :]  # (B, 1, 1, T)
+            scores = scores.view(batch, heads, length, length)
+            scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+            scores = scores.view(batch * heads, length, length)
+        probs = torch.softmax(scores.float(), dim=-1).to(value.dtype)
+        output = torch.bmm(probs, value)  # (B*nh, T, hd)
+        # relative values: sum_j p_ij E_v[j - i]; gather p_ij for each offset r = j - i + w
+        num_offsets = 2 * self.window_size + 1
+        rows = torch.arange(length, device=hidden_states.device)[:, None]
+        columns = rows + torch.arange(num_offsets, device=rows.device)[None, :] - self.window_size
+        valid = (columns >= 0) & (columns < length)  # (T, 2w+1)
+        rel_probs = probs.gather(2, columns.clamp(0, length - 1).expand(batch * heads, -1, -1))
+        output = output + torch.matmul(rel_probs * valid, self.emb_rel_v[0])
+        output = output.view(batch, heads, length, head_dim).transpose(1, 2)
+        return self.out_proj(output.reshape(batch, length, width))
+
+
+class ConvFeedForward(nn.Module):
+    """Two 1-D convolutions over time (the transformer's feed-forward network in VITS)."""
+
+    def __init__(self, config: VitsConfig):
+        super().__init__()
+        kernel = config.ffn_kernel_size
+        self.conv_1 = nn.Conv1d(config.hidden_size, config.ffn_dim, kernel)
+        self.conv_2 = nn.Conv1d(config.ffn_dim, config.hidden_size, kernel)
+        self.act = activation(config.hidden_act)
+        self.padding = ((kernel - 1) // 2, kernel // 2)  # "same" output length, left-biased
+
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) and a (B, 1, T) float mask -> (B, T, C), zero on padding."""
+        x = hidden_states.transpose(1, 2) * mask  # (B, C, T)
+        x = self.act(self.conv_1(nn.functional.pad(x, self.padding)))
+        x = self.conv_2(nn.functional.pad(x * mask, self.padding))
+        return (x * mask).transpose(1, 2)
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm transformer block: attention, add & norm, feed-forward, add & norm."""
+
+    def __init__(self, config: VitsConfig):
+        super().__init__()
+        self.attention = RelativeSelfAttention(config)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = ConvFeedForward(config)
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(
+        self, hidden_states: torch.Tensor, mask: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        hidden_states = self.layer_norm(hidden_states + self.attention(hidden_states, key_mask))
+        return self.final_layer_norm(hidden_states + self.feed_forward(hidden_states, mask))
+
+
+class Encoder(nn.Module):
+    """The stack of transformer blocks (``text_encoder.encoder`` in checkpoints)."""
+
+    def __init__(self, config: VitsConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(
+        self, hidden_states: torch.Tensor, mask: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(B, T, C), (B, 1, T) float mask, (B, T) bool or None -> (B, T, C)."""
+        hidden_states = hidden_states * mask.transpose(1, 2)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, mask, key_mask)
+        return hidden_states * mask.transpose(1, 2)
+
+
+class TextEncoder(nn.Module):
+    """Characters -> hidden states and the prior's per-token mean and log-std."""
+
+    def __init__(self, config: VitsConfig):
+        super().__init__()
+        self.hidden_size = config.hidden_size
+        self.flow_size = config.flow_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.encoder = Encoder(config)
+        self.project = nn.Conv1d(config.hidden_size, 2 * config.flow_size, kernel_size=1)
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> TextEncoderOutput:
+        """Args:
+        input_ids: (B, T) long token ids.
+        mask: (B, 1, T) float, 1 on real tokens, 0 on padding.
+        """
+        key_mask = None if bool(mask.all()) else mask[:, 0, :].bool()
+        embedded = self.embed_tokens(input_ids) * math.sqrt(self.hidden_size)  # (B, T, C)
+        hidden_states = self.encoder(embedded, mask, key_mask)
+        stats = self.project(hidden_states.transpose(1, 2)) * mask  # (B, 2*flow, T)
+        means, log_stds = stats.transpose(1, 2).split(self.flow_size, dim=2)
+        return TextEncoderOutput(hidden_states, means, log_stds)
