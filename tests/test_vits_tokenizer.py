@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from mmspeech import VitsTokenizer
-from mmspeech.errors import MissingDependencyError
-from mmspeech.processing.vits_tokenizer import EmptyTextError
+from mmspeech.errors import EmptyTextError, MissingDependencyError
 
 transformers = pytest.importorskip("transformers")
 

@@ -22,6 +22,10 @@ class AudioError(MmspeechError, ValueError):
     """Audio that cannot be decoded or used: empty, NaN/inf, undecodable, wrong rate."""
 
 
+class EmptyTextError(MmspeechError, ValueError):
+    """Text that leaves nothing to synthesise once normalised (e.g. only punctuation)."""
+
+
 class LanguageError(MmspeechError, ValueError):
     """A language the checkpoint does not support (the message lists the closest codes)."""
 

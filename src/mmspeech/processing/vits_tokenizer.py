@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.checkpoints import resolve
-from mmspeech.errors import ConfigError, MissingDependencyError, MmspeechError
+from mmspeech.errors import ConfigError, EmptyTextError, MissingDependencyError
 from mmspeech.processing.batch import BatchFeature
 
 logger = logging.getLogger(__name__)
@@ -40,10 +40,6 @@ def load_romanizer(uroman: Any) -> Any:
     """The ``uroman.Uroman`` instance, built once: it takes seconds (it reads its data files)."""
     logger.info("Loading the uroman romaniser")
     return uroman.Uroman()
-
-
-class EmptyTextError(MmspeechError, ValueError):
-    """Text that leaves no character to synthesise once normalised."""
 
 
 class VitsTokenizer:
