@@ -15,6 +15,7 @@ from torch import nn
 from mmspeech.errors import AudioError, ConfigError
 from mmspeech.models.pretrained import PretrainedModel
 from mmspeech.models.wav2vec2.config import HubertConfig, Wav2Vec2Config
+from mmspeech.models.wav2vec2.conv_adapter import ConvAdapter, adapter_output_lengths
 from mmspeech.models.wav2vec2.encoder import AttnAdapter, Encoder
 from mmspeech.models.wav2vec2.feature_encoder import (
     FeatureEncoder,
@@ -25,8 +26,8 @@ from mmspeech.models.wav2vec2.feature_encoder import (
 
 
 class EncoderOutput(NamedTuple):
-    last_hidden_state: torch.Tensor  # (B, frames, hidden_size)
-    extract_features: torch.Tensor  # (B, frames, conv_dim[-1]), normalised conv features
+    last_hidden_state: torch.Tensor  # (B, frames, output_hidden_size), after any conv adapter
+    extract_features: torch.Tensor  # (B, conv frames, conv_dim[-1]), normalised conv features
     frame_mask: torch.Tensor | None  # (B, frames) bool, True on valid frames; None if unpadded
 
 
@@ -72,11 +73,8 @@ class Wav2Vec2Model(PretrainedModel):
         if config.has_spec_embed:  # SpecAugment's mask vector (training); kept for strict loads
             self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size).uniform_())
         self.encoder = Encoder(config)
-        if config.add_adapter:
-            raise ConfigError(
-                "add_adapter=True (the convolutional adapter of speech encoder-decoder encoders) "
-                "is not supported by this version of mmspeech."
-            )
+        # speech encoder-decoder encoders: strided convs after the transformer
+        self.adapter = ConvAdapter(config) if config.add_adapter else None
 
     def _features(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None
@@ -113,7 +111,15 @@ class Wav2Vec2Model(PretrainedModel):
             attention_mask: (B, samples) 1 on real samples, 0 on padding; None if unpadded.
         """
         hidden_states, normed, mask = self._features(input_values, attention_mask)
-        return EncoderOutput(self.encoder(hidden_states, mask), normed, mask)
+        hidden_states = self.encoder(hidden_states, mask)
+        if self.adapter is not None:
+            hidden_states = self.adapter(hidden_states)  # (B, T', output_hidden_size)
+            if mask is not None:
+                assert attention_mask is not None
+                lengths = self.frame_lengths(attention_mask.sum(-1))
+                positions = torch.arange(hidden_states.shape[1], device=lengths.device)
+                mask = positions[None, :] < lengths[:, None]
+        return EncoderOutput(hidden_states, normed, mask)
 
     def hidden_states(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -128,8 +134,11 @@ class Wav2Vec2Model(PretrainedModel):
         yield from self.encoder.iter_hidden_states(hidden_states, mask)
 
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
-        """(B,) sample counts -> (B,) frame counts."""
-        return output_lengths(self.config, sample_lengths)
+        """(B,) sample counts -> (B,) output frame counts (after the conv adapter, if any)."""
+        frames = output_lengths(self.config, sample_lengths)
+        if self.adapter is not None:
+            frames = adapter_output_lengths(self.config, frames)
+        return frames
 
     def adapter_layers(self) -> list[AttnAdapter]:
         """The MMS per-language adapter modules, one per block (empty without adapters)."""
@@ -217,7 +226,7 @@ class Wav2Vec2ForCTC(_TaskModel):
             )
         if attention_mask is None:
             attention_mask = torch.ones(input_values.shape[-2:], dtype=torch.long)
-        input_lengths = output_lengths(self.config, attention_mask.sum(-1))
+        input_lengths = self.base.frame_lengths(attention_mask.sum(-1))
         blank = self.config.pad_token_id or 0
         valid = (labels >= 0) & (labels != blank)  # -100 and blank both mark padding
         targets = labels.masked_select(valid)
