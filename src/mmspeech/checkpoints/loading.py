@@ -51,6 +51,18 @@ _WAV2VEC2_KEYS = FamilyKeys(
     optional=("masked_spec_embed", "num_batches_tracked"),
 )
 FAMILY_KEYS: dict[str, FamilyKeys] = {
+    # wav2vec2/HuBERT encoder under "encoder."; a tied LM head has no tensor of its own, so a
+    # checkpoint's copy (BART "lm_head.", BERT "cls.predictions.decoder.") is dropped if tied.
+    "speech-encoder-decoder": FamilyKeys(
+        weight_norm=(("encoder.encoder.pos_conv_embed.conv", 2),),
+        droppable=(
+            *(f"encoder.{p}" for p in _WAV2VEC2_KEYS.droppable),
+            "decoder.lm_head.",
+            "decoder.cls.predictions.decoder.",
+        ),
+        optional=_WAV2VEC2_KEYS.optional,
+        saves_weight_norm=lambda config: not getattr(config.encoder, "conv_pos_batch_norm", False),
+    ),
     # VITS: module names are the checkpoint names; weight norm (WaveNet convs) is folded on load.
     # Saving writes plain weights (re-applying weight norm on save is not implemented yet).
     "vits": FamilyKeys(
