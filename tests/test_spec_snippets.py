@@ -124,3 +124,23 @@ def test_spec_pretrained_encoder(make_checkpoint):
     sample = torch.from_numpy(speech(0.3, 6))[None]
     with torch.no_grad():
         assert max_diff(reference(sample).last_hidden_state, model(sample).last_hidden_state) < 1e-4
+
+
+def test_top_level_names_cover_every_family():
+    import mmspeech
+
+    for name in (
+        "Wav2Vec2ForCTC",
+        "AutoProcessor",
+        "pipeline",
+        "VitsModel",
+        "VitsTokenizer",
+        "set_seed",
+        "SpeechEncoderDecoderModel",
+        "SpeechEncoderDecoderConfig",
+        "BertConfig",
+        "GPT2Config",
+        "BartConfig",
+        "MBartConfig",
+    ):
+        assert getattr(mmspeech, name).__name__ == name

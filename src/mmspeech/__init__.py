@@ -23,6 +23,11 @@ _EXPORTS = {
         "HubertForSequenceClassification",
     ),
     "mmspeech.models.vits": ("VitsConfig", "VitsModel"),
+    "mmspeech.models.speech_encoder_decoder": (
+        "SpeechEncoderDecoderConfig",
+        "SpeechEncoderDecoderModel",
+    ),
+    "mmspeech.models.text_decoders": ("BartConfig", "MBartConfig", "BertConfig", "GPT2Config"),
     "mmspeech.processing.vits_tokenizer": ("VitsTokenizer",),
     "mmspeech.seed": ("set_seed",),
     "mmspeech.processing.feature_extraction": ("Wav2Vec2FeatureExtractor",),
@@ -88,6 +93,11 @@ if TYPE_CHECKING:
         MissingDependencyError,
         MmspeechError,
     )
+    from mmspeech.models.speech_encoder_decoder import (
+        SpeechEncoderDecoderConfig,
+        SpeechEncoderDecoderModel,
+    )
+    from mmspeech.models.text_decoders import BartConfig, BertConfig, GPT2Config, MBartConfig
     from mmspeech.models.vits import VitsConfig, VitsModel
     from mmspeech.models.wav2vec2 import (
         HubertConfig,
