@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from mmspeech.errors import ConfigError
-from mmspeech.models.text_decoders.cache import DecoderCache, LayerCache, causal_bias
+from mmspeech.models.text_decoders.cache import (
+    DecoderCache,
+    LayerCache,
+    causal_bias,
+    cross_keys_values,
+    extend_self,
+    split_heads,
+)
 from mmspeech.models.text_decoders.config import DecoderConfig
 from mmspeech.nn.activations import activation
 
@@ -96,17 +103,12 @@ class DecoderAttention(nn.Module):
     def __init__(self, width: int, heads: int, dropout: float, is_cross: bool):
         super().__init__()
         self.heads = heads
-        self.head_dim = width // heads
         self.dropout = dropout
         self.is_cross = is_cross
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
         self.q_proj = nn.Linear(width, width)
         self.out_proj = nn.Linear(width, width)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
-        return x.view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
 
     def forward(
         self,
@@ -122,25 +124,20 @@ class DecoderAttention(nn.Module):
             bias: additive bias broadcastable to (B, heads, T, keys), or None.
             cache: this block's cache, read and updated in place; None to cache nothing.
         """
-        query = self._split(self.q_proj(hidden_states))
+        query = split_heads(self.q_proj(hidden_states), self.heads)  # (B, nh, T, hs)
         if self.is_cross:
-            if cache is not None and cache.cross_keys is not None:
-                assert cache.cross_values is not None
-                key, value = cache.cross_keys, cache.cross_values
-            else:
+
+            def project() -> tuple[torch.Tensor, torch.Tensor]:
                 assert memory is not None
-                key, value = self._split(self.k_proj(memory)), self._split(self.v_proj(memory))
-                if cache is not None:
-                    cache.cross_keys, cache.cross_values = key, value
+                return split_heads(self.k_proj(memory), self.heads), split_heads(
+                    self.v_proj(memory), self.heads
+                )
+
+            key, value = cross_keys_values(cache, project)
         else:
-            key = self._split(self.k_proj(hidden_states))
-            value = self._split(self.v_proj(hidden_states))
-            if cache is not None:
-                if cache.self_keys is not None:
-                    assert cache.self_values is not None
-                    key = torch.cat([cache.self_keys, key], dim=2)  # (B, nh, T_past + T, hs)
-                    value = torch.cat([cache.self_values, value], dim=2)
-                cache.self_keys, cache.self_values = key, value
+            key = split_heads(self.k_proj(hidden_states), self.heads)
+            value = split_heads(self.v_proj(hidden_states), self.heads)
+            key, value = extend_self(cache, key, value)
         attended = nn.functional.scaled_dot_product_attention(
             query,
             key,

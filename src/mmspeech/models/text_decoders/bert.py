@@ -15,7 +15,14 @@ import torch
 from torch import nn
 
 from mmspeech.errors import ConfigError
-from mmspeech.models.text_decoders.cache import DecoderCache, LayerCache, causal_bias
+from mmspeech.models.text_decoders.cache import (
+    DecoderCache,
+    LayerCache,
+    causal_bias,
+    cross_keys_values,
+    extend_self,
+    split_heads,
+)
 from mmspeech.models.text_decoders.config import DecoderConfig
 from mmspeech.nn.activations import activation
 
@@ -65,16 +72,11 @@ class BertAttentionHeads(nn.Module):
         super().__init__()
         width = config.hidden_size
         self.heads = config.num_attention_heads
-        self.head_dim = width // self.heads
         self.dropout = config.attention_probs_dropout_prob
         self.is_cross = is_cross
         self.query = nn.Linear(width, width)
         self.key = nn.Linear(width, width)
         self.value = nn.Linear(width, width)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
-        return x.view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
 
     def forward(
         self,
@@ -84,24 +86,22 @@ class BertAttentionHeads(nn.Module):
         cache: LayerCache | None,
     ) -> torch.Tensor:
         """(B, T, C) -> (B, T, C) before the output projection (see ``DecoderAttention``)."""
-        query = self._split(self.query(x))
+        query = split_heads(self.query(x), self.heads)  # (B, nh, T, hs)
         if self.is_cross:
-            if cache is not None and cache.cross_keys is not None:
-                assert cache.cross_values is not None
-                key, value = cache.cross_keys, cache.cross_values
-            else:
+
+            def project() -> tuple[torch.Tensor, torch.Tensor]:
                 assert memory is not None
-                key, value = self._split(self.key(memory)), self._split(self.value(memory))
-                if cache is not None:
-                    cache.cross_keys, cache.cross_values = key, value
+                return split_heads(self.key(memory), self.heads), split_heads(
+                    self.value(memory), self.heads
+                )
+
+            key, value = cross_keys_values(cache, project)
         else:
-            key, value = self._split(self.key(x)), self._split(self.value(x))
-            if cache is not None:
-                if cache.self_keys is not None:
-                    assert cache.self_values is not None
-                    key = torch.cat([cache.self_keys, key], dim=2)  # (B, nh, T_past + T, hs)
-                    value = torch.cat([cache.self_values, value], dim=2)
-                cache.self_keys, cache.self_values = key, value
+            key, value = (
+                split_heads(self.key(x), self.heads),
+                split_heads(self.value(x), self.heads),
+            )
+            key, value = extend_self(cache, key, value)
         attended = nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )  # (B, nh, T, hs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -42,6 +43,39 @@ class DecoderCache:
                 tensor = getattr(layer, name)
                 if tensor is not None:
                     setattr(layer, name, tensor.index_select(0, indices))
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, T, C) -> (B, heads, T, C / heads)."""
+    batch, length, width = x.shape
+    return x.view(batch, length, heads, width // heads).transpose(1, 2)
+
+
+def cross_keys_values(
+    cache: LayerCache | None, project: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-attention keys and values: from the cache, or ``project()``-ed (and cached) once."""
+    if cache is not None and cache.cross_keys is not None:
+        assert cache.cross_values is not None
+        return cache.cross_keys, cache.cross_values
+    key, value = project()
+    if cache is not None:
+        cache.cross_keys, cache.cross_values = key, value
+    return key, value
+
+
+def extend_self(
+    cache: LayerCache | None, key: torch.Tensor, value: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention keys and values of the new tokens appended to the cached ones (dim 2)."""
+    if cache is None:
+        return key, value
+    if cache.self_keys is not None:
+        assert cache.self_values is not None
+        key = torch.cat([cache.self_keys, key], dim=2)  # (B, nh, T_past + T, hs)
+        value = torch.cat([cache.self_values, value], dim=2)
+    cache.self_keys, cache.self_values = key, value
+    return key, value
 
 
 def causal_bias(

@@ -15,7 +15,14 @@ import torch
 from torch import nn
 
 from mmspeech.errors import ConfigError
-from mmspeech.models.text_decoders.cache import DecoderCache, LayerCache, causal_bias
+from mmspeech.models.text_decoders.cache import (
+    DecoderCache,
+    LayerCache,
+    causal_bias,
+    cross_keys_values,
+    extend_self,
+    split_heads,
+)
 from mmspeech.models.text_decoders.config import DecoderConfig
 from mmspeech.nn.activations import activation
 
@@ -94,10 +101,6 @@ class GPT2Attention(nn.Module):
         self.c_proj = Conv1D(width, width)
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
-        return x.view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-
     def forward(
         self,
         x: torch.Tensor,
@@ -108,25 +111,21 @@ class GPT2Attention(nn.Module):
         """(B, T, C) -> (B, T, C); ``memory`` (B, S, C) for cross-attention."""
         width = x.shape[-1]
         if self.is_cross:
-            query = self._split(self.q_attn(x))
-            if cache is not None and cache.cross_keys is not None:
-                assert cache.cross_values is not None
-                key, value = cache.cross_keys, cache.cross_values
-            else:
+            query = split_heads(self.q_attn(x), self.heads)  # (B, nh, T, hs)
+
+            def project() -> tuple[torch.Tensor, torch.Tensor]:
                 assert memory is not None
                 key_states, value_states = self.c_attn(memory).split(width, dim=2)
-                key, value = self._split(key_states), self._split(value_states)
-                if cache is not None:
-                    cache.cross_keys, cache.cross_values = key, value
+                return split_heads(key_states, self.heads), split_heads(value_states, self.heads)
+
+            key, value = cross_keys_values(cache, project)
         else:
             query_states, key_states, value_states = self.c_attn(x).split(width, dim=2)
-            query, key, value = map(self._split, (query_states, key_states, value_states))
-            if cache is not None:
-                if cache.self_keys is not None:
-                    assert cache.self_values is not None
-                    key = torch.cat([cache.self_keys, key], dim=2)  # (B, nh, T_past + T, hs)
-                    value = torch.cat([cache.self_values, value], dim=2)
-                cache.self_keys, cache.self_values = key, value
+            query, key, value = (
+                split_heads(states, self.heads)
+                for states in (query_states, key_states, value_states)
+            )
+            key, value = extend_self(cache, key, value)
         attended = nn.functional.scaled_dot_product_attention(
             query,
             key,
