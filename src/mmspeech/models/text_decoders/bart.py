@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mmspeech.errors import ConfigError
+from mmspeech.models.config import ModelConfig
 from mmspeech.models.text_decoders.cache import (
     DecoderCache,
     LayerCache,
@@ -24,7 +25,6 @@ from mmspeech.models.text_decoders.cache import (
     extend_self,
     split_heads,
 )
-from mmspeech.models.text_decoders.config import DecoderConfig
 from mmspeech.nn.activations import activation
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ POSITION_OFFSET = 2  # BART's learned positions start at row 2 (a fairseq legacy
 
 
 @dataclass
-class BartConfig(DecoderConfig):
+class BartConfig(ModelConfig):
     """BART (the reference's defaults). Only the decoder half is used here."""
 
     model_type: ClassVar[str] = "bart"

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mmspeech.errors import ConfigError
+from mmspeech.models.config import ModelConfig
 from mmspeech.models.text_decoders.cache import (
     DecoderCache,
     LayerCache,
@@ -23,14 +24,13 @@ from mmspeech.models.text_decoders.cache import (
     extend_self,
     split_heads,
 )
-from mmspeech.models.text_decoders.config import DecoderConfig
 from mmspeech.nn.activations import activation
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class BertConfig(DecoderConfig):
+class BertConfig(ModelConfig):
     """BERT (the reference's defaults)."""
 
     model_type: ClassVar[str] = "bert"

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mmspeech.errors import ConfigError
+from mmspeech.models.config import ModelConfig
 from mmspeech.models.text_decoders.cache import (
     DecoderCache,
     LayerCache,
@@ -23,14 +24,13 @@ from mmspeech.models.text_decoders.cache import (
     extend_self,
     split_heads,
 )
-from mmspeech.models.text_decoders.config import DecoderConfig
 from mmspeech.nn.activations import activation
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class GPT2Config(DecoderConfig):
+class GPT2Config(ModelConfig):
     """GPT-2 (the reference's defaults; HF names ``n_embd`` = hidden size, ``n_layer`` …)."""
 
     model_type: ClassVar[str] = "gpt2"

@@ -6,17 +6,17 @@ Field names are the HF keys, so a config round-trips unchanged; defaults are the
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import operator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mmspeech.errors import ConfigError
+from mmspeech.models.config import ModelConfig
 
 
 @dataclass
-class VitsConfig:
+class VitsConfig(ModelConfig):
     """VITS architecture and inference defaults (Kim et al., 2021; MMS-TTS uses it unchanged)."""
 
     model_type: ClassVar[str] = "vits"
@@ -116,39 +116,3 @@ class VitsConfig:
     def hop_length(self) -> int:
         """Waveform samples per latent frame (256 for MMS-TTS)."""
         return functools.reduce(operator.mul, self.upsample_rates, 1)
-
-    @property
-    def name_or_path(self) -> str | None:
-        return self.extra.get("_name_or_path")
-
-    # -- dict <-> config
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VitsConfig:
-        """Build from a ``config.json`` dict; keys not modelled here go to ``extra``."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        extra = {k: v for k, v in data.items() if k not in known and k != "model_type"}
-        try:
-            return cls(**kwargs, extra=extra)
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"Invalid {cls.model_type} config: {exc}") from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``config.json`` dict, in the reference's spelling."""
-        data: dict[str, Any] = dict(self.extra)
-        for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = [list(v) if isinstance(v, tuple) else v for v in value]
-            data[f.name] = value
-        data["model_type"] = self.model_type
-        return dict(sorted(data.items()))
-
-    def replace(self, **changes: Any) -> VitsConfig:
-        """A copy with some fields changed (like ``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)

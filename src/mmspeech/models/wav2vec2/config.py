@@ -7,17 +7,17 @@ Keys this class does not model (``architectures``, ``transformers_version``, …
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import operator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mmspeech.errors import ConfigError
+from mmspeech.models.config import ConfigT, ModelConfig
 
 
 @dataclass
-class Wav2Vec2Config:
+class Wav2Vec2Config(ModelConfig):
     """wav2vec 2.0 architecture (MMS ASR, LID and pretrained encoders use it)."""
 
     model_type: ClassVar[str] = "wav2vec2"
@@ -150,50 +150,27 @@ class Wav2Vec2Config:
         """Whether the model carries ``masked_spec_embed`` (the reference's rule)."""
         return self.mask_time_prob > 0.0 or self.mask_feature_prob > 0.0
 
-    @property
-    def name_or_path(self) -> str | None:
-        return self.extra.get("_name_or_path")
-
-    # -- dict <-> config
+    # -- dict <-> config: label maps and derived counts on top of the generic round trip
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Wav2Vec2Config:
+    def from_dict(cls: type[ConfigT], data: dict[str, Any]) -> ConfigT:
         """Build from a ``config.json`` dict; keys not modelled here go to ``extra``."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        extra = {k: v for k, v in data.items() if k not in known and k != "model_type"}
-        extra.pop("label2id", None)  # derived from id2label
-        extra.pop("num_feat_extract_layers", None)  # derived from conv_dim
-        if "num_labels" in extra and "id2label" not in kwargs:
-            count = int(extra.pop("num_labels"))
-            kwargs["id2label"] = {i: f"LABEL_{i}" for i in range(count)}
-        try:
-            return cls(**kwargs, extra=extra)
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"Invalid {cls.model_type} config: {exc}") from exc
+        data = {k: v for k, v in data.items() if k not in ("label2id", "num_feat_extract_layers")}
+        if "num_labels" in data and "id2label" not in data:  # derived from id2label
+            count = int(data.pop("num_labels"))
+            data["id2label"] = {i: f"LABEL_{i}" for i in range(count)}
+        return super().from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``config.json`` dict, in the reference's spelling."""
-        data: dict[str, Any] = dict(self.extra)
-        for f in dataclasses.fields(self):
-            if f.name == "extra" or (f.name == "id2label" and self.id2label is None):
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = list(value)
-            data[f.name] = value
-        if self.id2label is not None:
+        data = super().to_dict()
+        if self.id2label is None:
+            del data["id2label"]
+        else:
             data["id2label"] = {str(k): v for k, v in self.id2label.items()}
             data["label2id"] = self.label2id
         data["num_feat_extract_layers"] = self.num_feat_extract_layers
-        data["model_type"] = self.model_type
         return dict(sorted(data.items()))
-
-    def replace(self, **changes: Any) -> Wav2Vec2Config:
-        """A copy with some fields changed (like ``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""The ``config.json`` round trip shared by the text decoders' typed configs.
+"""The ``config.json`` round trip shared by every model family's typed config.
 
-Field names are the HF keys; keys a config does not model are kept in ``extra`` and written back.
+Field names are the HF keys; keys a config does not model are kept in ``extra`` (which each
+subclass declares as its last field) and written back on save.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from typing import Any, ClassVar, TypeVar
 
 from mmspeech.errors import ConfigError
 
-ConfigT = TypeVar("ConfigT", bound="DecoderConfig")
+ConfigT = TypeVar("ConfigT", bound="ModelConfig")
 
 
 @dataclasses.dataclass
-class DecoderConfig:
-    """Base of the text decoder configs: ``from_dict`` / ``to_dict`` / ``replace``."""
+class ModelConfig:
+    """Base of the typed configs: ``from_dict`` / ``to_dict`` / ``replace`` / ``name_or_path``."""
 
     model_type: ClassVar[str] = ""
 
@@ -37,11 +38,22 @@ class DecoderConfig:
         data: dict[str, Any] = dict(getattr(self, "extra", {}))
         for f in dataclasses.fields(self):
             if f.name != "extra":
-                value = getattr(self, f.name)
-                data[f.name] = list(value) if isinstance(value, tuple) else value
+                data[f.name] = _json_value(getattr(self, f.name))
         data["model_type"] = self.model_type
         return dict(sorted(data.items()))
 
     def replace(self: ConfigT, **changes: Any) -> ConfigT:
         """A copy with some fields changed (like ``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def name_or_path(self) -> str | None:
+        """Where the config was loaded from (set by the checkpoint loader)."""
+        return getattr(self, "extra", {}).get("_name_or_path")
+
+
+def _json_value(value: Any) -> Any:
+    """Tuples (also nested) as lists, the way ``config.json`` spells them."""
+    if isinstance(value, tuple):
+        return [_json_value(item) for item in value]
+    return value
