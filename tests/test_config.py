@@ -71,3 +71,15 @@ def test_inconsistent_configs_are_refused():
         Wav2Vec2Config(feat_extract_norm="batch")
     with pytest.raises(ConfigError, match="Invalid wav2vec2 config"):
         Wav2Vec2Config.from_dict({"hidden_size": "wide"})
+
+
+def test_auto_classes_know_every_family(tmp_path):
+    from mmspeech import AutoModel, SpeechEncoderDecoderModel, VitsConfig, VitsModel
+    from test_speech_encoder_decoder import reference_seq2seq
+    from test_vits_model import reference_vits
+
+    reference_vits(True, 1).save_pretrained(tmp_path / "vits")
+    assert isinstance(AutoConfig.from_pretrained(tmp_path / "vits"), VitsConfig)
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "vits"), VitsModel)
+    reference_seq2seq("w2v2-bart").save_pretrained(tmp_path / "seq2seq")
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "seq2seq"), SpeechEncoderDecoderModel)

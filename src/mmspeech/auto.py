@@ -11,6 +11,11 @@ from typing import Any
 from mmspeech.checkpoints.resolve import ModelFiles, resolve
 from mmspeech.errors import CheckpointError
 from mmspeech.models.pretrained import PretrainedModel
+from mmspeech.models.speech_encoder_decoder import (
+    SpeechEncoderDecoderConfig,
+    SpeechEncoderDecoderModel,
+)
+from mmspeech.models.vits import VitsConfig, VitsModel
 from mmspeech.models.wav2vec2 import (
     HubertForCTC,
     HubertForSequenceClassification,
@@ -19,15 +24,26 @@ from mmspeech.models.wav2vec2 import (
     Wav2Vec2ForSequenceClassification,
     Wav2Vec2Model,
 )
-from mmspeech.models.wav2vec2.config import CONFIG_CLASSES
+from mmspeech.models.wav2vec2.config import CONFIG_CLASSES as WAV2VEC2_CONFIGS
 from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 from mmspeech.processing.processor import Wav2Vec2Processor
 
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")
 
 # task -> model_type -> class
+CONFIG_CLASSES: dict[str, type[Any]] = {
+    **WAV2VEC2_CONFIGS,
+    "vits": VitsConfig,
+    "speech-encoder-decoder": SpeechEncoderDecoderConfig,
+}
 MODELS: dict[str, dict[str, type[PretrainedModel]]] = {
-    "base": {"wav2vec2": Wav2Vec2Model, "hubert": HubertModel},
+    "base": {
+        "wav2vec2": Wav2Vec2Model,
+        "hubert": HubertModel,
+        # families with a single model class: it is their "base" model
+        "vits": VitsModel,
+        "speech-encoder-decoder": SpeechEncoderDecoderModel,
+    },
     "ctc": {"wav2vec2": Wav2Vec2ForCTC, "hubert": HubertForCTC},
     "audio-classification": {
         "wav2vec2": Wav2Vec2ForSequenceClassification,

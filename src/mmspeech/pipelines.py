@@ -16,7 +16,6 @@ import torch
 
 from mmspeech.audio import load_audio
 from mmspeech.auto import HUB_KWARGS, AutoModel, AutoModelForAudioClassification, AutoModelForCTC
-from mmspeech.checkpoints import resolve
 from mmspeech.errors import AudioError, ConfigError
 from mmspeech.models.wav2vec2 import Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification
 from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
@@ -159,10 +158,11 @@ class TextToSpeechPipeline:
 
 
 def _infer_task(ref: str | os.PathLike[str], hub_kwargs: dict[str, Any]) -> str:
-    config = resolve(ref, **hub_kwargs).read_json("config.json") or {}
-    if config.get("model_type") == "vits":
-        return "text-to-speech"
+    from mmspeech.models.vits import VitsModel
+
     model_class = AutoModel.model_class(ref, **hub_kwargs)
+    if issubclass(model_class, VitsModel):
+        return "text-to-speech"
     if issubclass(model_class, Wav2Vec2ForCTC):
         return "automatic-speech-recognition"
     if issubclass(model_class, Wav2Vec2ForSequenceClassification):
