@@ -36,3 +36,7 @@ class ConfigError(MmspeechError, ValueError):
 
 class MissingDependencyError(MmspeechError, ImportError):
     """An optional dependency (or a program such as ffmpeg) that a feature needs is absent."""
+
+
+class AlignmentError(MmspeechError, ValueError):
+    """A transcript that cannot be forced-aligned: too long for the audio, or not in the vocabulary."""

@@ -1,0 +1,140 @@
+"""CTC forced alignment: the single most probable frame path that spells a known transcript.
+
+The targets ``y_1..y_L`` are interleaved with blanks into ``2L + 1`` states
+``(blank, y_1, blank, y_2, ..., y_L, blank)``. A path moves, frame by frame, to the same state, the
+next one, or skips a blank (allowed only between *different* labels: equal consecutive labels need
+a blank between them). Viterbi keeps, per state, the best log-probability of a path ending there;
+the update is vectorised over all states, the loop runs over time only. Memory is one byte per
+(frame, state) for the back-pointers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmspeech.ctc.decode import TokenSpan, as_log_probs, runs
+from mmspeech.errors import AlignmentError
+
+
+def min_frames(targets: Sequence[int]) -> int:
+    """Frames a CTC path needs for ``targets``: one per token, plus a blank between repeats."""
+    repeats = sum(1 for a, b in itertools.pairwise(targets) if a == b)
+    return len(targets) + repeats
+
+
+def viterbi_path(log_probs: Any, targets: Any, blank_id: int) -> tuple[np.ndarray, float]:
+    """The best CTC path of ``targets`` through ``log_probs``.
+
+    Args:
+        log_probs: ``(T, V)`` log-probabilities (or logits; normalised here), tensor or array.
+        targets: ``(L,)`` token ids, no blanks.
+        blank_id: the CTC blank.
+
+    Returns:
+        ``(states, log_prob)``: per frame the state index into the blank-interleaved targets
+        (odd = token ``(s - 1) // 2``, even = blank), and the path's total log-probability.
+
+    Raises:
+        AlignmentError: empty targets, ids outside the vocabulary or equal to the blank, or more
+            tokens than the frames can hold.
+    """
+    scores = as_log_probs(log_probs)  # (T, V)
+    frames, vocab = scores.shape
+    ids = _check_targets(targets, blank_id, vocab, frames)
+    num_states = 2 * len(ids) + 1
+    labels = torch.full((num_states,), blank_id, dtype=torch.long)
+    labels[1::2] = torch.tensor(ids, dtype=torch.long)  # (S,)
+    # A skip s-2 → s is allowed into a token state whose label differs from the token before it.
+    can_skip = torch.zeros(num_states, dtype=torch.bool)
+    can_skip[3::2] = labels[3::2] != labels[1:-2:2]
+    emissions = scores[:, labels]  # (T, S)
+    minus_inf = torch.tensor(float("-inf"))
+
+    best = torch.full((num_states,), float("-inf"))
+    best[:2] = emissions[0, :2]  # a path starts on the first blank or the first token
+    back = torch.zeros((frames, num_states), dtype=torch.uint8)  # 0 stay, 1 step, 2 skip
+    for t in range(1, frames):
+        step = torch.cat([minus_inf.view(1), best[:-1]])
+        skip = torch.where(can_skip, torch.cat([minus_inf.expand(2), best[:-2]]), minus_inf)
+        candidates = torch.stack([best, step, skip])  # (3, S)
+        best, back[t] = candidates.max(dim=0)
+        best = best + emissions[t]
+    # A path ends on the last token or the blank after it.
+    last = num_states - 1 if best[-1] >= best[-2] else num_states - 2
+    total = float(best[last])
+    if not np.isfinite(total):
+        raise AlignmentError(
+            f"No CTC path spells the {len(ids)} target tokens in {frames} frames (every path has "
+            "probability zero): check that the emissions and the transcript belong together."
+        )
+    moves = back.numpy()
+    states = np.empty(frames, dtype=np.int64)
+    states[-1] = last
+    for t in range(frames - 1, 0, -1):
+        states[t - 1] = states[t] - moves[t, states[t]]
+    return states, total
+
+
+def forced_align(log_probs: Any, targets: Any, blank_id: int) -> list[TokenSpan]:
+    """Place each target token on the frames of the best CTC path.
+
+    Args:
+        log_probs: ``(T, V)`` log-probabilities (or logits), tensor or array.
+        targets: ``(L,)`` token ids of the transcript (no blanks), list, tensor or array.
+        blank_id: the CTC blank.
+
+    Returns:
+        One :class:`TokenSpan` per target, in order; ``probability`` is the mean of the token's
+        frame probabilities over the frames the path spends on it.
+
+    Raises:
+        AlignmentError: see :func:`viterbi_path`.
+    """
+    scores = as_log_probs(log_probs)
+    states, _ = viterbi_path(scores, targets, blank_id)
+    ids = _as_ids(targets)
+    spans = []
+    for state, start, end in runs(states.tolist()):
+        if state % 2 == 1:
+            token = ids[(state - 1) // 2]
+            probability = float(scores[start:end, token].exp().mean())
+            spans.append(TokenSpan(token, start, end, probability))
+    assert len(spans) == len(ids), "a Viterbi path visits every token state once"
+    return spans
+
+
+def _as_ids(targets: Any) -> list[int]:
+    values = targets.tolist() if hasattr(targets, "tolist") else list(targets)
+    if any(isinstance(v, list) for v in values):
+        raise AlignmentError(
+            f"Expected targets of shape (L,), found a nested sequence: {values[:3]}"
+        )
+    return [int(v) for v in values]
+
+
+def _check_targets(targets: Any, blank_id: int, vocab: int, frames: int) -> list[int]:
+    ids = _as_ids(targets)
+    if not ids:
+        raise AlignmentError(
+            "The transcript is empty once normalised for the model's vocabulary: nothing to align. "
+            "Pass text with characters the model knows."
+        )
+    bad = sorted({i for i in ids if not 0 <= i < vocab or i == blank_id})
+    if bad:
+        raise AlignmentError(
+            f"Target ids {bad[:10]} are not alignable tokens: expected ids in [0, {vocab}) other "
+            f"than the blank ({blank_id}). Map the transcript with the model's own vocabulary."
+        )
+    needed = min_frames(ids)
+    if needed > frames:
+        raise AlignmentError(
+            f"The transcript needs at least {needed} frames ({len(ids)} tokens plus a blank "
+            f"between each repeated pair) but the audio has only {frames}: the transcript is too "
+            "long for this audio. Check that they belong together, or align shorter pieces."
+        )
+    return ids
