@@ -1,0 +1,261 @@
+"""The app factory: ``create_app(settings)`` gives a FastAPI app serving the audio API and the page.
+
+The app owns one registry (which models, loaded lazily within a memory budget), one scheduler
+(bounded queue, micro-batching, inference in threads) and its metrics. A middleware checks the
+API key, the upload size and the content type before any body is parsed, and counts requests.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
+
+from mmspeech import __version__
+from mmspeech.server.errors import APIError, error_response, install_error_handlers
+from mmspeech.server.metrics import Metrics, Samples
+from mmspeech.server.registry import ALIASES, Loader, ModelRegistry
+from mmspeech.server.routes import router
+from mmspeech.server.scheduler import Scheduler
+from mmspeech.server.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+OPEN_PATHS = ("/health", "/")  # no API key: liveness probes, and the page (which holds no data)
+MULTIPART_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/language")
+JSON_PATHS = ("/v1/audio/speech",)
+KNOWN_PATHS = (
+    *MULTIPART_PATHS,
+    *JSON_PATHS,
+    "/v1/models",
+    "/health",
+    "/metrics",
+    "/",
+    "/openapi.json",
+    "/docs",
+)
+
+
+@dataclass
+class ServerState:
+    """What the endpoints share (``request.app.state.mmspeech``)."""
+
+    settings: ServerSettings
+    registry: ModelRegistry
+    scheduler: Scheduler
+    metrics: Metrics
+    started_at: float
+
+
+def create_app(settings: ServerSettings, loaders: Mapping[str, Loader] | None = None) -> FastAPI:
+    """A FastAPI app serving ``settings``' models.
+
+    Args:
+        settings: models, limits and security settings.
+        loaders: task -> ``(reference, device) -> model``; defaults to the high-level API's
+            ``load_asr``/``load_lid``/``load_tts``/``load_speech2text``.
+    """
+    metrics = Metrics()
+    state = ServerState(
+        settings=settings,
+        registry=ModelRegistry(settings, loaders),
+        scheduler=Scheduler(
+            max_queue=settings.max_queue,
+            max_batch=settings.max_batch,
+            batch_wait=settings.batch_wait,
+            workers=settings.workers,
+            retry_after=settings.retry_after,
+            metrics=metrics,
+        ),
+        metrics=metrics,
+        started_at=time.time(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.scheduler.start()
+        try:
+            yield
+        finally:
+            await state.scheduler.stop()
+
+    app = FastAPI(
+        title="mmspeech",
+        version=__version__,
+        description="MMS speech recognition, language identification and text to speech behind "
+        "the OpenAI audio API.",
+        lifespan=lifespan,
+    )
+    app.state.mmspeech = state
+    install_error_handlers(app)
+    app.middleware("http")(_guard(state))
+    app.include_router(router)
+    _add_service_routes(app, state)
+    return app
+
+
+def _guard(
+    state: ServerState,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    settings = state.settings
+    expected = settings.api_key.encode() if settings.api_key else None
+
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        path = request.url.path
+        endpoint = path if path in KNOWN_PATHS else "other"
+        try:
+            _check(request, path, expected, settings)
+            response = await call_next(request)
+        except APIError as error:
+            response = error_response(error)
+        state.metrics.count(
+            "mmspeech_requests_total",
+            {"endpoint": endpoint, "method": request.method, "status": str(response.status_code)},
+        )
+        state.metrics.observe(
+            "mmspeech_request_duration_seconds",
+            time.perf_counter() - started,
+            {"endpoint": endpoint},
+        )
+        return response
+
+    return guard
+
+
+def _check(request: Request, path: str, expected: bytes | None, settings: ServerSettings) -> None:
+    """Refuse a request before its body is read: API key, size, content type."""
+    if expected is not None and path not in OPEN_PATHS:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = token.strip().encode() if scheme.lower() == "bearer" else b""
+        if not hmac.compare_digest(given, expected):
+            raise APIError(
+                401,
+                "Missing or wrong API key: send 'Authorization: Bearer <key>' with the key this "
+                "server was started with."
+                if given
+                else "Missing API key: send "
+                "'Authorization: Bearer <key>' with the key this server was started with.",
+                "invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    if request.method != "POST":
+        return
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
+        raise APIError(
+            413,
+            f"The request is {int(length) / 1e6:.1f} MB; this server accepts at most "
+            f"{settings.max_upload_bytes / 1e6:.1f} MB. Send a shorter or compressed file.",
+            "request_too_large",
+            "file",
+        )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if path in MULTIPART_PATHS and content_type != "multipart/form-data":
+        raise APIError(
+            415,
+            f"Expected a multipart/form-data upload (a 'file' part and form fields); got "
+            f"{content_type or 'no content type'}.",
+            "unsupported_media_type",
+        )
+    if path in JSON_PATHS and content_type != "application/json":
+        raise APIError(
+            415,
+            f"Expected a JSON body (Content-Type: application/json); got "
+            f"{content_type or 'no content type'}.",
+            "unsupported_media_type",
+        )
+
+
+def _add_service_routes(app: FastAPI, state: ServerState) -> None:
+    """/health, /metrics, /v1/models and the page."""
+
+    @app.get("/health", tags=["service"])
+    async def health() -> dict[str, Any]:
+        """Liveness: always 200 while the server runs (no API key needed)."""
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_seconds": round(time.time() - state.started_at, 3),
+            "loaded_models": state.registry.loaded_names(),
+            "queue_depth": state.scheduler.depth,
+        }
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text: requests, latencies, queue depth, batch sizes, loaded models."""
+        registry, scheduler = state.registry, state.scheduler
+        gauges: dict[str, tuple[str, Samples]] = {
+            "mmspeech_queue_depth": (
+                "Jobs waiting for or in inference.",
+                lambda: [({}, scheduler.depth)],
+            ),
+            "mmspeech_model_loaded": (
+                "1 for each loaded model.",
+                lambda: [({"model": name}, 1) for name in registry.loaded_names()],
+            ),
+            "mmspeech_loaded_model_bytes": (
+                "Estimated bytes of the loaded models.",
+                lambda: [({}, registry.loaded_bytes())],
+            ),
+            "mmspeech_model_loads": ("Models loaded so far.", lambda: [({}, registry.loads)]),
+            "mmspeech_model_evictions": (
+                "Models dropped to stay within the memory budget.",
+                lambda: [({}, registry.evictions)],
+            ),
+        }
+        return PlainTextResponse(
+            state.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.get("/v1/models", tags=["models"])
+    async def models() -> dict[str, Any]:
+        """The models this server may load (OpenAI list shape, plus ``task`` and ``loaded``)."""
+        registry = state.registry
+        loaded = set(registry.loaded_names())
+        created = int(state.started_at)
+        data = [
+            {
+                "id": entry.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "mmspeech",
+                "task": entry.kind,
+                "loaded": entry.name in loaded,
+            }
+            for entry in registry.entries()
+        ]
+        for alias, kind in ALIASES.items():
+            default = registry.default(kind)
+            if default is not None:
+                data.append(
+                    {
+                        "id": alias,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "mmspeech",
+                        "task": kind,
+                        "loaded": default in loaded,
+                        "alias_of": default,
+                    }
+                )
+        return {"object": "list", "data": data}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        html = resources.files("mmspeech.server").joinpath("static/index.html").read_text("utf-8")
+        return HTMLResponse(html)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)

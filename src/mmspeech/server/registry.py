@@ -1,0 +1,276 @@
+"""Which models a server may load, and the ones it has loaded.
+
+A request names a model; the registry maps the name to a checkpoint only through the allow-list
+(``ServerSettings.models``), a sub-directory of ``models_dir``, or — when ``allow_hub`` is set — a
+hub id. Nothing else reaches the loaders: no paths, no ``..``. Models load on first use, each once
+(concurrent first requests wait for the same load); their sizes count against a memory budget and
+the least recently used ones are dropped to make room. Languages of an ASR model are adapters the
+ASR model itself caches, so one base serves every language.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmspeech.server.errors import APIError
+from mmspeech.server.settings import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("asr", "lid", "tts", "translation")
+KIND_NAMES = {
+    "asr": "speech recognition",
+    "lid": "language identification",
+    "tts": "text to speech",
+    "translation": "speech translation",
+}
+# OpenAI model names that mean "this server's default model for the task"
+ALIASES = {"whisper-1": "asr", "gpt-4o-transcribe": "asr", "tts-1": "tts", "tts-1-hd": "tts"}
+_NAME = re.compile(r"[A-Za-z0-9][\w.+-]*")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_WEIGHTS = ("*.safetensors", "*.bin")
+
+Loader = Callable[[str, str | None], Any]  # (checkpoint reference, device) -> model
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A servable model: the name clients use, its checkpoint and its task."""
+
+    name: str
+    ref: str
+    kind: str
+
+
+def kind_of_checkpoint(directory: Path) -> str | None:
+    """The task of a local checkpoint, from the architecture its config.json names."""
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    names = " ".join([*config.get("architectures", []), str(config.get("model_type", ""))])
+    if "SpeechEncoderDecoder" in names or "speech-encoder-decoder" in names:
+        return "translation"
+    if "Vits" in names or "vits" in names:
+        return "tts"
+    if "SequenceClassification" in names:
+        return "lid"
+    if "ForCTC" in names:
+        return "asr"
+    return None
+
+
+def estimated_bytes(ref: str) -> int:
+    """Bytes of a local checkpoint's weight files (language adapters excluded); 0 if unknown."""
+    directory = Path(ref)
+    if not directory.is_dir():
+        return 0
+    files = {path for pattern in _WEIGHTS for path in directory.glob(pattern)}
+    return sum(path.stat().st_size for path in files if not path.name.startswith("adapter."))
+
+
+def measured_bytes(model: Any) -> int:
+    """Bytes of the parameters and buffers a loaded model holds (looked for one level deep)."""
+    import torch
+
+    modules = [model] if isinstance(model, torch.nn.Module) else []
+    modules += [value for value in vars(model).values() if isinstance(value, torch.nn.Module)]
+    seen: set[int] = set()
+    total = 0
+    for module in modules:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def default_loaders() -> dict[str, Loader]:
+    """The high-level API's loaders (imported when a model is first needed)."""
+
+    def load(kind: str) -> Loader:
+        def loader(ref: str, device: str | None) -> Any:
+            from mmspeech import api
+
+            function = {
+                "asr": "load_asr",
+                "lid": "load_lid",
+                "tts": "load_tts",
+                "translation": "load_speech2text",
+            }[kind]
+            return getattr(api, function)(ref, device=device)
+
+        return loader
+
+    return {kind: load(kind) for kind in KINDS}
+
+
+class ModelRegistry:
+    """Resolves model names to checkpoints and keeps loaded models within a memory budget."""
+
+    def __init__(self, settings: ServerSettings, loaders: Mapping[str, Loader] | None = None):
+        self.settings = settings
+        self.loaders = dict(loaders or default_loaders())
+        self._loaded: OrderedDict[str, tuple[Any, int]] = OrderedDict()  # name -> (model, bytes)
+        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._use_locks: dict[str, threading.Lock] = {}
+        self.loads = 0
+        self.evictions = 0
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def entries(self) -> list[ModelEntry]:
+        """Every model this server may load: the allow-list, then the models directory."""
+        found: dict[str, ModelEntry] = {}
+        for name, ref in self.settings.models.items():
+            kind = kind_of_checkpoint(Path(ref)) or _kind_from_name(name, ref)
+            if kind:
+                found[name] = ModelEntry(name, ref, kind)
+        models_dir = self.settings.models_dir
+        if models_dir is not None and models_dir.is_dir():
+            for directory in sorted(models_dir.iterdir()):
+                kind = kind_of_checkpoint(directory) if directory.is_dir() else None
+                if kind and directory.name not in found:
+                    found[directory.name] = ModelEntry(directory.name, str(directory), kind)
+        return list(found.values())
+
+    def default(self, kind: str) -> str | None:
+        """The name of the default model for a task: as configured, else the only one there is."""
+        configured = {
+            "asr": self.settings.default_asr,
+            "lid": self.settings.default_lid,
+            "tts": self.settings.default_tts,
+            "translation": self.settings.default_translation,
+        }[kind]
+        if configured:
+            return configured
+        candidates = [entry.name for entry in self.entries() if entry.kind == kind]
+        return candidates[0] if len(candidates) == 1 else None
+
+    def find(self, name: str) -> ModelEntry | None:
+        """The entry named ``name`` (allow-list or models directory), or None."""
+        if not _NAME.fullmatch(name) and name not in self.settings.models:
+            return None
+        return next((entry for entry in self.entries() if entry.name == name), None)
+
+    def resolve(self, name: str | None, kind: str) -> ModelEntry:
+        """The entry for a client's ``model`` value, for a task.
+
+        Raises:
+            APIError: 400 for a reference that is not a plain name (paths, ``..``), 404 for a
+                name that is not served, 400 when the model does not do ``kind``.
+        """
+        task = KIND_NAMES[kind]
+        if name is None or name == "" or name in ALIASES:
+            default = self.default(kind)
+            if default is None:
+                raise APIError(
+                    404,
+                    f"This server has no default {task} model; pass model= one of: "
+                    f"{self._names(kind) or 'none configured'}.",
+                    "model_not_found",
+                    "model",
+                )
+            name = default
+        if ".." in name or name.startswith(("/", "~", ".")) or "\\" in name or "\0" in name:
+            raise APIError(
+                400,
+                f"Invalid model reference {name!r}: models are chosen by name (see GET "
+                "/v1/models), not by path.",
+                "invalid_model_reference",
+                "model",
+            )
+        entry = self.find(name)
+        if entry is None and self.settings.allow_hub and _HUB_ID.fullmatch(name):
+            entry = ModelEntry(name, name, _kind_from_name(name, name) or kind)
+        if entry is None:
+            raise APIError(
+                404,
+                f"The model {name!r} does not exist on this server; {task} models: "
+                f"{self._names(kind) or 'none configured'}.",
+                "model_not_found",
+                "model",
+            )
+        if entry.kind != kind:
+            raise APIError(
+                400,
+                f"The model {name!r} is a {KIND_NAMES[entry.kind]} model; this endpoint needs a "
+                f"{task} model: {self._names(kind) or 'none configured'}.",
+                "wrong_model_type",
+                "model",
+            )
+        return entry
+
+    def _names(self, kind: str) -> str:
+        return ", ".join(entry.name for entry in self.entries() if entry.kind == kind)
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def get(self, entry: ModelEntry) -> Any:
+        """The loaded model of ``entry``, loading it (and evicting others) if needed.
+
+        Blocking: call it from a worker thread, never on the event loop.
+        """
+        with self._lock:
+            if entry.name in self._loaded:
+                self._loaded.move_to_end(entry.name)
+                return self._loaded[entry.name][0]
+            load_lock = self._load_locks.setdefault(entry.name, threading.Lock())
+        with load_lock:
+            with self._lock:
+                if entry.name in self._loaded:  # loaded by a concurrent request meanwhile
+                    self._loaded.move_to_end(entry.name)
+                    return self._loaded[entry.name][0]
+                self._make_room(estimated_bytes(entry.ref))
+            logger.info("loading %s model %s from %s", entry.kind, entry.name, entry.ref)
+            model = self.loaders[entry.kind](entry.ref, self.settings.device)
+            size = measured_bytes(model) or estimated_bytes(entry.ref)
+            with self._lock:
+                self._make_room(size)
+                self._loaded[entry.name] = (model, size)
+                self.loads += 1
+            return model
+
+    def lock(self, name: str) -> threading.Lock:
+        """The lock that serialises inference on one model (an ASR model switches adapters)."""
+        with self._lock:
+            return self._use_locks.setdefault(name, threading.Lock())
+
+    def _make_room(self, needed: int) -> None:
+        """Drop least recently used models until ``needed`` more bytes fit the budget."""
+        budget = self.settings.memory_budget_bytes
+        while self._loaded and self.loaded_bytes() + needed > budget:
+            name, (_, size) = self._loaded.popitem(last=False)
+            self.evictions += 1
+            logger.info(
+                "evicted model %s (%d MB) to stay within the memory budget", name, size >> 20
+            )
+
+    def loaded_bytes(self) -> int:
+        return sum(size for _, size in self._loaded.values())
+
+    def loaded_names(self) -> list[str]:
+        """Names of the loaded models, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
+
+
+def _kind_from_name(name: str, ref: str) -> str | None:
+    """A task guessed from MMS naming (for hub ids, whose config is not on disk)."""
+    text = f"{name} {ref}".lower()
+    if "mms-tts" in text or "tts" in name.lower():
+        return "tts"
+    if "mms-lid" in text:
+        return "lid"
+    if "mms-1b" in text or "mms-300m" in text or "wav2vec2" in text:
+        return "asr"
+    return None

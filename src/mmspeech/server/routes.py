@@ -1,0 +1,395 @@
+"""The audio endpoints: transcriptions, translations, speech (OpenAI shapes) and language ID.
+
+Each endpoint checks its input (limits, model name, language), loads the model in a thread if it
+is not loaded yet, and hands inference to the scheduler; nothing heavy runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmspeech.audio import load_audio
+from mmspeech.errors import LanguageError, MmspeechError
+from mmspeech.languages import resolve_language
+from mmspeech.results import Transcription
+from mmspeech.server.errors import APIError, error_body, from_library_error
+from mmspeech.server.formats import (
+    AUDIO_MEDIA_TYPES,
+    encode_audio,
+    pcm16,
+    transcript_body,
+    verbose_json,
+    wav_header,
+)
+from mmspeech.server.registry import ALIASES
+
+if TYPE_CHECKING:
+    from mmspeech.server.app import ServerState
+
+SAMPLE_RATE = 16_000
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
+)  # fmt: skip
+TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+AudioFormat = Literal["wav", "flac", "pcm", "mp3", "opus"]
+_AUDIO_TYPES = ("audio/", "video/", "application/octet-stream", "application/ogg")
+_TRANSCRIPT_CONTENT: dict[str, Any] = {
+    media: {} for media in ("application/json", "text/plain", "text/vtt", "application/x-subrip")
+}
+
+router = APIRouter()
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.mmspeech
+    return state
+
+
+async def _waveform(state: ServerState, upload: UploadFile) -> np.ndarray:
+    """The uploaded audio as 16 kHz mono float32, within the size and duration limits."""
+    settings = state.settings
+    content_type = (upload.content_type or "").lower()
+    if content_type and not content_type.startswith(_AUDIO_TYPES):
+        raise APIError(
+            415,
+            f"The file {upload.filename!r} was sent as {content_type}; expected audio (wav, flac, "
+            "ogg, mp3, webm, m4a, …).",
+            "unsupported_media_type",
+            "file",
+        )
+    data = await upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise APIError(
+            413,
+            f"The file is larger than this server's {settings.max_upload_bytes / 1e6:.1f} MB "
+            "limit; send a shorter or compressed file.",
+            "file_too_large",
+            "file",
+        )
+    if not data:
+        raise APIError(
+            400,
+            "The uploaded file is empty (0 bytes); send an audio file.",
+            "invalid_audio",
+            "file",
+        )
+    waveform = await asyncio.to_thread(load_audio, data, SAMPLE_RATE)
+    seconds = len(waveform) / SAMPLE_RATE
+    if seconds > settings.max_audio_seconds:
+        raise APIError(
+            413,
+            f"The audio lasts {seconds:.1f} s; this server accepts at most "
+            f"{settings.max_audio_seconds:g} s per request. Split the file or use `mmspeech "
+            "transcribe` locally.",
+            "audio_too_long",
+            "file",
+        )
+    return waveform
+
+
+async def _model(state: ServerState, name: str | None, kind: str) -> tuple[Any, str]:
+    """The loaded model a request names (loaded in a thread if needed) and its name."""
+    entry = state.registry.resolve(name, kind)
+    return await asyncio.to_thread(state.registry.get, entry), entry.name
+
+
+def _locked(
+    state: ServerState, name: str, call: Callable[[Any], Any]
+) -> Callable[[list[Any]], list[Any]]:
+    """A one-item job running ``call(payload)`` while holding the model's lock."""
+
+    def run(payloads: list[Any]) -> list[Any]:
+        with state.registry.lock(name):
+            return [call(payload) for payload in payloads]
+
+    return run
+
+
+async def _language(
+    state: ServerState, asr: Any, language: str | None, waveform: np.ndarray
+) -> tuple[str | None, float | None]:
+    """The ASR language code: the one asked for, or the most probable one it supports.
+
+    A checkpoint without adapters has one language: any ``language`` is accepted and ignored.
+    """
+    if not asr.languages:
+        return None, None
+    if language:
+        return resolve_language(language, asr.languages), None
+    if state.registry.default("lid") is None:
+        raise APIError(
+            400,
+            "No language given and this server has no language-identification model to detect "
+            "it; pass language= (e.g. 'en', 'fra').",
+            "language_required",
+            "language",
+        )
+    lid, lid_name = await _model(state, None, "lid")
+    scores = await state.scheduler.submit(
+        _locked(state, lid_name, lambda audio: asr.detect_language(audio, lid=lid)),
+        waveform,
+        None,
+        state.settings.request_timeout,
+    )
+    return scores.language, scores.probability
+
+
+def _transcribe_batch(
+    state: ServerState, asr: Any, name: str, language: str | None, words: bool, waveforms: list[Any]
+) -> list[Any]:
+    with state.registry.lock(name):
+        if len(waveforms) == 1:
+            return [asr.transcribe(waveforms[0], language=language, word_timestamps=words)]
+        return list(asr.transcribe_batch(waveforms, language=language, word_timestamps=words))
+
+
+def _respond(body: str | dict[str, Any], media_type: str) -> Response:
+    if isinstance(body, dict):
+        return JSONResponse(body, media_type=media_type)
+    return Response(body, media_type=media_type)
+
+
+@router.post(
+    "/v1/audio/transcriptions",
+    tags=["audio"],
+    responses={200: {"content": {**_TRANSCRIPT_CONTENT, "text/event-stream": {}}}},
+)
+async def transcriptions(
+    request: Request,
+    file: Annotated[UploadFile, File(description="Audio: wav, flac, ogg, mp3, webm, m4a, …")],
+    model: Annotated[str, Form(max_length=200)] = "whisper-1",
+    language: Annotated[str | None, Form(max_length=100)] = None,
+    prompt: Annotated[str | None, Form(description="Accepted and ignored (CTC models).")] = None,
+    response_format: Annotated[TranscriptFormat, Form()] = "json",
+    temperature: Annotated[float, Form(description="Accepted and ignored.")] = 0.0,
+    timestamp_granularities: Annotated[
+        list[Literal["word", "segment"]] | None, Form(alias="timestamp_granularities[]")
+    ] = None,
+    stream: Annotated[bool, Form()] = False,
+) -> Response:
+    """Speech to text in the language given (ISO 639-1/-3 or a name) or the detected one."""
+    state = _state(request)
+    asr, name = await _model(state, model, "asr")
+    waveform = await _waveform(state, file)
+    code, probability = await _language(state, asr, language, waveform)
+    words = "word" in (timestamp_granularities or [])
+    if stream:
+        return await _stream_transcript(state, asr, name, code, probability, words, waveform)
+    result: Transcription = await state.scheduler.submit(
+        partial(_transcribe_batch, state, asr, name, code, words),
+        waveform,
+        ("asr", name, code, words),
+        state.settings.request_timeout,
+    )
+    if probability is not None:
+        result.language_probability = probability
+    return _respond(*transcript_body(result, response_format, words))
+
+
+async def _stream_transcript(
+    state: ServerState,
+    asr: Any,
+    name: str,
+    code: str | None,
+    probability: float | None,
+    words: bool,
+    waveform: np.ndarray,
+) -> StreamingResponse:
+    """Server-sent events: one ``transcript.text.delta`` per segment, then ``...done``."""
+
+    def segments() -> Iterator[Any]:
+        with state.registry.lock(name):
+            yield from asr.iter_segments(waveform, language=code, word_timestamps=words)
+
+    items = await state.scheduler.stream(segments)
+
+    async def events() -> AsyncIterator[str]:
+        texts = []
+        while (item := await items.get()) is not None:
+            if isinstance(item, Exception):
+                error = _as_api_error(item)
+                yield _sse(
+                    {
+                        "type": "error",
+                        **error_body(error.status, error.message, error.code, error.param),
+                    }
+                )
+                return
+            texts.append(item.text.strip())
+            yield _sse(
+                {"type": "transcript.text.delta", "delta": item.text, "segment": item.to_dict()}
+            )
+        text = " ".join(t for t in texts if t)
+        yield _sse(
+            {
+                "type": "transcript.text.done",
+                "text": text,
+                "language": code,
+                "language_probability": probability,
+            }
+        )
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+def _as_api_error(error: Exception) -> APIError:
+    if isinstance(error, APIError):
+        return error
+    if isinstance(error, MmspeechError):
+        return from_library_error(error)
+    return APIError(500, "Internal server error; the server log has the details.", "server_error")
+
+
+@router.post(
+    "/v1/audio/translations", tags=["audio"], responses={200: {"content": _TRANSCRIPT_CONTENT}}
+)
+async def translations(
+    request: Request,
+    file: Annotated[UploadFile, File(description="Audio in the checkpoint's source language.")],
+    model: Annotated[str, Form(max_length=200)] = "whisper-1",
+    prompt: Annotated[str | None, Form(description="Accepted and ignored.")] = None,
+    response_format: Annotated[TranscriptFormat, Form()] = "json",
+    temperature: Annotated[float, Form(description="Accepted and ignored.")] = 0.0,
+) -> Response:
+    """Speech to text in the target language of a speech encoder-decoder checkpoint."""
+    state = _state(request)
+    translator, name = await _model(state, model, "translation")
+    waveform = await _waveform(state, file)
+    result = await state.scheduler.submit(
+        _locked(state, name, translator.translate), waveform, None, state.settings.request_timeout
+    )
+    if response_format == "verbose_json":
+        return JSONResponse(verbose_json(result, False, task="translate"))
+    return _respond(*transcript_body(result, response_format, False))
+
+
+@router.post("/v1/audio/language", tags=["audio"])
+async def language_id(
+    request: Request,
+    file: Annotated[UploadFile, File(description="Audio of speech in one language.")],
+    model: Annotated[str | None, Form(max_length=200)] = None,
+    top_k: Annotated[int, Form(ge=1, le=100)] = 5,
+) -> dict[str, Any]:
+    """The ``top_k`` most probable languages (ISO 639-3 codes, names, probabilities)."""
+    state = _state(request)
+    lid, name = await _model(state, model, "lid")
+    waveform = await _waveform(state, file)
+    scores = await state.scheduler.submit(
+        _locked(state, name, lambda audio: lid.identify(audio, top_k=top_k)),
+        waveform,
+        None,
+        state.settings.request_timeout,
+    )
+    return dict(scores.to_dict())
+
+
+class SpeechRequest(BaseModel):
+    """The OpenAI speech request; ``voice`` may also be a language or a TTS model name."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: str = Field(description="Text to speak.")
+    model: str = Field("tts-1", max_length=200, description="A TTS model name, or tts-1.")
+    voice: str | None = Field(None, max_length=200, description="A TTS model name or language.")
+    response_format: AudioFormat = "wav"
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Speaking rate (1 = normal).")
+    instructions: str | None = Field(None, description="Accepted and ignored.")
+
+
+def _tts_name(state: ServerState, body: SpeechRequest) -> str | None:
+    """The TTS model a request means: its model, else its voice (a model or a language)."""
+    registry = state.registry
+    if body.model not in ALIASES:
+        return body.model
+    voice = body.voice
+    if not voice or voice.lower() in OPENAI_VOICES:
+        return None  # the default TTS model
+    if registry.find(voice) is not None:
+        return voice
+    tts_names = [e.name for e in registry.entries() if e.kind == "tts"]
+    candidates = {
+        name.rsplit("-", 1)[-1]: name for name in tts_names if name.startswith("mms-tts-")
+    }
+    try:
+        return candidates[resolve_language(voice, list(candidates))]
+    except LanguageError as error:
+        raise APIError(
+            404,
+            f"No text-to-speech model for voice {voice!r}: {error} Voices: "
+            f"{', '.join(sorted(candidates)) or 'none'}, or a model name: {', '.join(tts_names)}.",
+            "model_not_found",
+            "voice",
+        ) from None
+
+
+@router.post(
+    "/v1/audio/speech",
+    tags=["audio"],
+    responses={200: {"content": {media: {} for media in AUDIO_MEDIA_TYPES.values()}}},
+)
+async def speech(request: Request, body: SpeechRequest) -> Response:
+    """Text to speech; pcm and wav are streamed sentence by sentence."""
+    state = _state(request)
+    text = body.input
+    if len(text) > state.settings.max_text_chars:
+        raise APIError(
+            413,
+            f"The input has {len(text)} characters; this server accepts at most "
+            f"{state.settings.max_text_chars} per request. Split the text.",
+            "input_too_long",
+            "input",
+        )
+    if not text.strip():
+        raise APIError(400, "The input is empty; send the text to speak.", "empty_text", "input")
+    tts, name = await _model(state, _tts_name(state, body), "tts")
+    fmt = body.response_format
+    if fmt in ("wav", "pcm"):
+        return await _stream_speech(state, tts, name, text, body.speed, fmt)
+    synthesis = await state.scheduler.submit(
+        _locked(state, name, lambda words: tts.synthesize(words, speaking_rate=body.speed)),
+        text,
+        None,
+        state.settings.request_timeout,
+    )
+    audio = await asyncio.to_thread(encode_audio, synthesis.waveform, synthesis.sample_rate, fmt)
+    return Response(audio, media_type=AUDIO_MEDIA_TYPES[fmt])
+
+
+async def _stream_speech(
+    state: ServerState, tts: Any, name: str, text: str, speed: float, fmt: str
+) -> StreamingResponse:
+    def pieces() -> Iterator[Any]:
+        with state.registry.lock(name):
+            yield from tts.iter_synthesize(text, speaking_rate=speed)
+
+    items = await state.scheduler.stream(pieces)
+    first = await asyncio.wait_for(items.get(), state.settings.request_timeout)
+    if isinstance(first, Exception):
+        raise _as_api_error(first)
+    if first is None:
+        raise APIError(400, "The input leaves nothing to speak.", "empty_text", "input")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if fmt == "wav":
+            yield wav_header(first.sample_rate)
+        yield pcm16(first.waveform)
+        while (item := await items.get()) is not None:
+            if isinstance(item, Exception):
+                return  # headers are sent; the stream ends early (the log has the error)
+            yield pcm16(item.waveform)
+
+    headers = {"X-Sample-Rate": str(first.sample_rate)}
+    return StreamingResponse(chunks(), media_type=AUDIO_MEDIA_TYPES[fmt], headers=headers)

@@ -1,0 +1,232 @@
+"""Inference off the event loop, with a bounded queue and micro-batching.
+
+Requests become jobs in one queue. Worker coroutines take the oldest job and run it in a thread
+pool; a job with a batch key (an ASR model, a language, the options) also takes every waiting job
+with the same key — up to ``max_batch`` — after waiting at most ``batch_wait`` seconds for more to
+arrive, and they run as one forward. A full queue refuses new jobs at once (429 with Retry-After),
+so a burst never piles up unbounded memory or latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmspeech.server.errors import APIError
+from mmspeech.server.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+BatchFn = Callable[[list[Any]], list[Any]]  # payloads -> results, same length and order
+
+
+@dataclass
+class Job:
+    """One unit of work: ``run([payload])`` (or with others of the same ``key``)."""
+
+    run: BatchFn
+    payload: Any
+    key: Hashable | None
+    future: asyncio.Future[Any]
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class Scheduler:
+    """A bounded job queue served by worker coroutines that run jobs in threads."""
+
+    def __init__(
+        self,
+        *,
+        max_queue: int,
+        max_batch: int,
+        batch_wait: float,
+        workers: int,
+        retry_after: int,
+        metrics: Metrics,
+    ):
+        self.max_queue = max_queue
+        self.max_batch = max(1, max_batch)
+        self.batch_wait = batch_wait
+        self.workers = max(1, workers)
+        self.retry_after = retry_after
+        self.metrics = metrics
+        self._pending: list[Job] = []
+        self._running = 0
+        self._arrived: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting or running."""
+        return len(self._pending) + self._running
+
+    async def start(self) -> None:
+        self._arrived = asyncio.Event()
+        self._closing = False
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="mmspeech-infer")
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
+
+    async def stop(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for job in self._pending:
+            if not job.future.done():
+                job.future.set_exception(self._unavailable("the server is shutting down"))
+        self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _unavailable(self, why: str) -> APIError:
+        return APIError(
+            503,
+            f"Service unavailable: {why}; retry in {self.retry_after} s.",
+            "service_unavailable",
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+    async def submit(
+        self, run: BatchFn, payload: Any, key: Hashable | None = None, timeout: float = 120.0
+    ) -> Any:
+        """Queue one job and wait for its result.
+
+        Raises:
+            APIError: 429 when the queue is full, 503 when the server is stopping, 504 when
+                the result takes longer than ``timeout`` seconds.
+        """
+        if self._closing or self._arrived is None:
+            raise self._unavailable("the server is not accepting work")
+        if self.depth >= self.max_queue:
+            self.metrics.count("mmspeech_rejected_total", {"reason": "queue_full"})
+            raise APIError(
+                429,
+                f"Too many requests: {self.depth} are already queued or running (the limit is "
+                f"{self.max_queue}); retry in {self.retry_after} s.",
+                "queue_full",
+                headers={"Retry-After": str(self.retry_after)},
+            )
+        job = Job(run, payload, key, asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        self._arrived.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        except asyncio.TimeoutError:
+            if job in self._pending:
+                self._pending.remove(job)
+            job.future.cancel()
+            self.metrics.count("mmspeech_rejected_total", {"reason": "timeout"})
+            raise APIError(
+                504,
+                f"The request took longer than the server's {timeout:g} s limit; try shorter "
+                "audio or text, or retry later.",
+                "timeout",
+            ) from None
+
+    async def stream(self, generate: Callable[[], Iterator[Any]]) -> asyncio.Queue[Any]:
+        """Run a generator as one job; its items arrive on the returned queue, then ``None``.
+
+        An exception inside the generator arrives on the queue as the exception object.
+        """
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+
+        def run(payloads: list[Any]) -> list[Any]:
+            try:
+                for item in generate():
+                    loop.call_soon_threadsafe(items.put_nowait, item)
+            except Exception as error:  # handed to the response, which maps it
+                loop.call_soon_threadsafe(items.put_nowait, error)
+            loop.call_soon_threadsafe(items.put_nowait, None)
+            return [None]
+
+        if self._closing or self._arrived is None:
+            raise self._unavailable("the server is not accepting work")
+        if self.depth >= self.max_queue:
+            raise APIError(
+                429,
+                f"Too many requests (limit {self.max_queue}); retry in {self.retry_after} s.",
+                "queue_full",
+                headers={"Retry-After": str(self.retry_after)},
+            )
+        job = Job(run, None, None, loop.create_future())
+        self._pending.append(job)
+        self._arrived.set()
+        return items
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def _next_job(self) -> Job:
+        assert self._arrived is not None
+        while True:
+            while self._pending:
+                job = self._pending.pop(0)
+                if not job.future.done():  # a timed-out job is skipped
+                    return job
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def _take_same(self, key: Hashable, count: int) -> list[Job]:
+        taken = [job for job in self._pending if job.key == key and not job.future.done()]
+        taken = taken[:count]
+        for job in taken:
+            self._pending.remove(job)
+        return taken
+
+    async def _gather_batch(self, first: Job) -> list[Job]:
+        batch = [first]
+        if first.key is None or self.max_batch == 1:
+            return batch
+        assert self._arrived is not None
+        deadline = time.perf_counter() + self.batch_wait
+        while True:
+            batch += self._take_same(first.key, self.max_batch - len(batch))
+            remaining = deadline - time.perf_counter()
+            if len(batch) >= self.max_batch or remaining <= 0:
+                return batch
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                batch += self._take_same(first.key, self.max_batch - len(batch))
+                return batch
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._next_job()
+            batch = [first]
+            self._running += 1
+            try:
+                batch = await self._gather_batch(first)
+                self._running += len(batch) - 1
+                await self._run_batch(loop, batch)
+            finally:
+                self._running -= len(batch)
+                if self._pending and self._arrived is not None:
+                    self._arrived.set()  # another worker may take what is left
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[Job]) -> None:
+        now = time.perf_counter()
+        self.metrics.observe("mmspeech_batch_size", len(batch))
+        for job in batch:
+            self.metrics.observe("mmspeech_queue_wait_seconds", now - job.queued_at)
+        try:
+            results = await loop.run_in_executor(
+                self._executor, batch[0].run, [job.payload for job in batch]
+            )
+        except Exception as error:
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        for job, result in zip(batch, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(result)
