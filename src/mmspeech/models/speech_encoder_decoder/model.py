@@ -12,6 +12,7 @@ The model computes logits; decoding lives in :mod:`mmspeech.generation`.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, NamedTuple
 
 import torch
@@ -23,7 +24,7 @@ from mmspeech.models.speech_encoder_decoder.config import SpeechEncoderDecoderCo
 from mmspeech.models.text_decoders.bart import BartConfig, BartForCausalLM
 from mmspeech.models.text_decoders.bert import BertConfig, BertLMHeadModel
 from mmspeech.models.text_decoders.cache import DecoderCache
-from mmspeech.models.text_decoders.gpt2 import GPT2LMHeadModel
+from mmspeech.models.text_decoders.gpt2 import GPT2Config, GPT2LMHeadModel
 from mmspeech.models.wav2vec2.config import HubertConfig
 from mmspeech.models.wav2vec2.model import HubertModel, Wav2Vec2Model
 from mmspeech.nn.attention import padding_bias
@@ -73,11 +74,24 @@ def shift_tokens_right(
     return shifted.masked_fill_(shifted == IGNORE_INDEX, pad_token_id)
 
 
+TextDecoder = BartForCausalLM | BertLMHeadModel | GPT2LMHeadModel
+
+
+def build_decoder(config: BartConfig | BertConfig | GPT2Config) -> TextDecoder:
+    """The causal LM (with cross-attention) for a decoder config, randomly initialised."""
+    if isinstance(config, BartConfig):
+        return BartForCausalLM(config)
+    if isinstance(config, BertConfig):
+        return BertLMHeadModel(config)
+    return GPT2LMHeadModel(config)
+
+
 class SpeechEncoderDecoderModel(PretrainedModel):
     """Speech in, text logits out: ``encoder`` -> (``enc_to_dec_proj``) -> ``decoder``.
 
     ``SpeechEncoderDecoderModel(config)`` builds random weights;
-    ``SpeechEncoderDecoderModel.from_pretrained(ref)`` loads a combined checkpoint.
+    ``SpeechEncoderDecoderModel.from_pretrained(ref)`` loads a combined checkpoint;
+    ``from_encoder_decoder_pretrained(encoder_ref, decoder_ref)`` joins two pretrained ones.
     """
 
     config_class = SpeechEncoderDecoderConfig
@@ -92,13 +106,9 @@ class SpeechEncoderDecoderModel(PretrainedModel):
         self.config = config
         encoder_class = HubertModel if isinstance(config.encoder, HubertConfig) else Wav2Vec2Model
         self.encoder = encoder_class(config.encoder)
-        self.decoder: BartForCausalLM | BertLMHeadModel | GPT2LMHeadModel
-        if isinstance(config.decoder, BartConfig):
-            self.decoder = BartForCausalLM(config.decoder)
-        elif isinstance(config.decoder, BertConfig):
-            self.decoder = BertLMHeadModel(config.decoder)
-        else:
-            self.decoder = GPT2LMHeadModel(config.decoder)
+        self.decoder: TextDecoder = build_decoder(config.decoder)
+        # checkpoint names of the weights from_encoder_decoder_pretrained created (to be trained)
+        self.newly_initialized_keys: list[str] = []
         encoder_width = config.encoder.output_hidden_size or config.encoder.hidden_size
         decoder_width = config.decoder.hidden_size
         cross_width = config.decoder.extra.get("cross_attention_hidden_size")
@@ -118,6 +128,30 @@ class SpeechEncoderDecoderModel(PretrainedModel):
             # The reference sizes this from the encoder's hidden_size, which equals
             # output_hidden_size in every runnable config; the output width is the right one.
             self.enc_to_dec_proj = nn.Linear(encoder_width, decoder_width)
+
+    @classmethod
+    def from_encoder_decoder_pretrained(
+        cls,
+        encoder_ref: str | os.PathLike[str] | None = None,
+        decoder_ref: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> SpeechEncoderDecoderModel:
+        """Join a pretrained speech encoder and a pretrained text decoder (to be fine-tuned).
+
+        The decoder becomes a causal LM with cross-attention; the weights neither checkpoint has
+        (cross-attention, a missing LM head, ``enc_to_dec_proj``) are created, logged as a
+        warning and listed in ``model.newly_initialized_keys``.
+
+        Args:
+            encoder_ref: a wav2vec 2.0 / HuBERT checkpoint (bare, pretraining or CTC layout).
+            decoder_ref: a BERT, GPT-2, BART or mBART checkpoint (bare model or any LM layout).
+            **kwargs: ``encoder_<name>`` / ``decoder_<name>`` go to that half (config fields,
+                hub settings, ``model=`` an already built module); ``decoder_start_token_id``
+                and the other names are fields of the combined config.
+        """
+        from mmspeech.checkpoints.encoder_decoder import load_encoder_decoder
+
+        return load_encoder_decoder(cls, encoder_ref, decoder_ref, **kwargs)
 
     # -- the three steps: encode, decode, loss
 
