@@ -1,0 +1,243 @@
+"""CTC prefix beam search with a KenLM word n-gram language model (shallow fusion).
+
+Prefixes (collapsed label sequences) are extended frame by frame; each keeps the probability of
+ending in a blank and in a non-blank, so that "aa" (one ``a``) and "a-a" (two) stay apart. When a
+word delimiter closes a word, the language model scores it given the previous words. Beams are
+ranked by ``log P_ctc + alpha * ln P_lm + beta * words`` (Hannun et al. 2014, "First-pass large
+vocabulary continuous speech recognition using bi-directional recurrent DNNs"). The ``kenlm``
+module (extra ``lm``) reads ARPA and binary models; it is imported when a decoder is built.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmspeech.ctc.decode import as_log_probs
+from mmspeech.errors import CheckpointNotFoundError, ConfigError, MissingDependencyError
+
+LOG10 = math.log(10.0)  # kenlm scores are log10; the CTC scores are natural logs
+MINUS_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class _LMState:
+    """The language-model side of a prefix: context after its completed words, and their score."""
+
+    kenlm_state: Any  # kenlm.State after the last completed word
+    score: float  # natural-log LM probability of the completed words
+    words: int  # number of completed words
+    word_start: int  # the node where the current (unfinished) word starts
+
+
+class _PrefixTree:
+    """Prefixes as nodes of a tree, so a prefix is an int (hashing long tuples is slow)."""
+
+    ROOT = 0
+
+    def __init__(self) -> None:
+        self.parent = [-1]
+        self.token = [-1]
+        self.children: dict[tuple[int, int], int] = {}
+        self.lm: dict[int, _LMState] = {}
+
+    def child(self, node: int, token: int) -> int:
+        key = (node, token)
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = len(self.parent)
+            self.parent.append(node)
+            self.token.append(token)
+        return found
+
+    def tokens(self, node: int, stop: int = ROOT) -> list[int]:
+        """The tokens from ``stop`` (excluded) down to ``node``."""
+        out = []
+        while node != stop:
+            out.append(self.token[node])
+            node = self.parent[node]
+        return out[::-1]
+
+
+class LMDecoder:
+    """Beam-search decoder of CTC emissions with a KenLM word language model.
+
+    Args:
+        labels: the token of each vocabulary id (``labels[i]`` is the text of id ``i``).
+        kenlm_path: an ARPA (``.arpa``) or KenLM binary model over space-separated words.
+        alpha: weight of the LM log-probability (0 = acoustic only).
+        beta: bonus per word (counters the LM's preference for few words).
+        beam_width: prefixes kept per frame.
+        blank_id: the CTC blank; by default the id of ``"<pad>"`` or ``""``.
+        word_delimiter: the token between words (``"|"`` for wav2vec2; ``" "`` also accepted).
+        token_min_logp: tokens below this frame log-probability are not tried (speed), except
+            each frame's best token.
+        beam_prune_logp: prefixes ranked this far (natural log) below the best are dropped.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        kenlm_path: str | os.PathLike[str],
+        alpha: float = 0.5,
+        beta: float = 1.0,
+        beam_width: int = 32,
+        *,
+        blank_id: int | None = None,
+        word_delimiter: str = "|",
+        token_min_logp: float = -5.0,
+        beam_prune_logp: float = 10.0,
+    ) -> None:
+        self.labels = list(labels)
+        self.blank_id = _find_blank(self.labels) if blank_id is None else blank_id
+        if not 0 <= self.blank_id < len(self.labels):
+            raise ConfigError(f"blank_id={blank_id} is outside the {len(self.labels)} labels.")
+        if beam_width < 1:
+            raise ConfigError(f"beam_width must be at least 1, found {beam_width}.")
+        self.alpha, self.beta, self.beam_width = alpha, beta, beam_width
+        self.token_min_logp, self.beam_prune_logp = token_min_logp, beam_prune_logp
+        self.delimiters = {i for i, t in enumerate(self.labels) if t in (word_delimiter, " ")}
+        # Special tokens (<s>, </s>, <unk>, ...) never enter a transcript.
+        self.skipped = {i for i, t in enumerate(self.labels) if len(t) > 1 and t.startswith("<")}
+        self.skipped.add(self.blank_id)
+        self.model = _load_kenlm(kenlm_path)
+
+    def decode(self, log_probs: Any) -> str:
+        """The best transcript of ``(T, V)`` log-probabilities (or logits) of one utterance."""
+        scores = as_log_probs(log_probs)
+        if scores.shape[1] != len(self.labels):
+            raise ConfigError(
+                f"The emissions have {scores.shape[1]} classes but the decoder has "
+                f"{len(self.labels)} labels: build the LMDecoder with the model's vocabulary."
+            )
+        return self._text(self._search(scores.numpy()))
+
+    # -- the search ----------------------------------------------------------------------------
+
+    def _search(self, scores: np.ndarray) -> list[int]:
+        import kenlm
+
+        tree = _PrefixTree()
+        start = kenlm.State()
+        self.model.BeginSentenceWrite(start)
+        tree.lm[tree.ROOT] = _LMState(start, 0.0, 0, tree.ROOT)
+        # prefix node → (log P(prefix, ends in blank), log P(prefix, ends in a token))
+        beams: dict[int, tuple[float, float]] = {tree.ROOT: (0.0, MINUS_INF)}
+        for row in scores:
+            frame = row.tolist()
+            candidates = {int(i) for i in np.flatnonzero(row >= self.token_min_logp)}
+            candidates.add(int(row.argmax()))
+            candidates -= self.skipped
+            blank = frame[self.blank_id]
+            grown: dict[int, list[float]] = {}
+            for node, (p_blank, p_token) in beams.items():
+                total = _logaddexp(p_blank, p_token)
+                last = tree.token[node]
+                _add(grown, node, 0, total + blank)
+                for token in candidates:
+                    p = frame[token]
+                    if token in self.delimiters and (node == tree.ROOT or last in self.delimiters):
+                        _add(grown, node, 0, total + p)  # no empty words: stays this prefix
+                    elif token == last:
+                        _add(grown, node, 1, p_token + p)  # a repeat collapses
+                        _add(grown, tree.child(node, token), 1, p_blank + p)  # a blank split it
+                    else:
+                        _add(grown, tree.child(node, token), 1, total + p)
+            ranks = {q: self._rank(tree, q, probs) for q, probs in grown.items()}
+            cutoff = max(ranks.values()) - self.beam_prune_logp
+            ranked = sorted((q for q in grown if ranks[q] >= cutoff), key=ranks.__getitem__,
+                            reverse=True)[: self.beam_width]  # fmt: skip
+            beams = {q: (grown[q][0], grown[q][1]) for q in ranked}
+        best = max(beams, key=lambda q: self._rank(tree, q, beams[q], final=True))
+        return tree.tokens(best)
+
+    def _rank(
+        self, tree: _PrefixTree, node: int, probs: Sequence[float], final: bool = False
+    ) -> float:
+        state = self._lm_state(tree, node)
+        score, words = state.score, state.words
+        if final:  # the last word, then the end of the sentence
+            import kenlm
+
+            context = state.kenlm_state
+            word = self._word(tree.tokens(node, stop=state.word_start))
+            if word:
+                after = kenlm.State()
+                score += self.model.BaseScore(context, word, after) * LOG10
+                context, words = after, words + 1
+            score += self.model.BaseScore(context, "</s>", kenlm.State()) * LOG10
+        acoustic = _logaddexp(probs[0], probs[1])
+        return acoustic + self.alpha * score + self.beta * words
+
+    def _lm_state(self, tree: _PrefixTree, node: int) -> _LMState:
+        """LM state of a prefix, from its parent's (cached: each prefix is scored once)."""
+        state = tree.lm.get(node)
+        if state is not None:
+            return state
+        parent = self._lm_state(tree, tree.parent[node])
+        state = parent
+        if tree.token[node] in self.delimiters:  # a word just ended
+            import kenlm
+
+            word = self._word(tree.tokens(tree.parent[node], stop=parent.word_start))
+            after = kenlm.State()
+            logp = self.model.BaseScore(parent.kenlm_state, word, after) * LOG10
+            state = _LMState(after, parent.score + logp, parent.words + 1, node)
+        tree.lm[node] = state
+        return state
+
+    def _word(self, tokens: Sequence[int]) -> str:
+        return "".join(self.labels[t] for t in tokens)
+
+    def _text(self, tokens: Sequence[int]) -> str:
+        text = "".join(" " if t in self.delimiters else self.labels[t] for t in tokens)
+        return " ".join(text.split())
+
+
+def _add(grown: dict[int, list[float]], node: int, slot: int, logp: float) -> None:
+    probs = grown.setdefault(node, [MINUS_INF, MINUS_INF])
+    probs[slot] = _logaddexp(probs[slot], logp)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) for Python floats (numpy's is slow on scalars)."""
+    if a < b:
+        a, b = b, a
+    if b == MINUS_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+def _find_blank(labels: Sequence[str]) -> int:
+    for blank in ("<pad>", ""):
+        if blank in labels:
+            return labels.index(blank)
+    raise ConfigError(
+        "Cannot tell the CTC blank: no '<pad>' or '' among the labels; pass blank_id=..."
+    )
+
+
+def _load_kenlm(path: str | os.PathLike[str]) -> Any:
+    try:
+        import kenlm
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "n-gram LM decoding needs the 'kenlm' module: pip install 'mmspeech[lm]'."
+        ) from exc
+    if not Path(path).is_file():
+        raise CheckpointNotFoundError(
+            f"KenLM language model not found: {path}. Expected an ARPA (.arpa) or KenLM binary "
+            "file; build one with KenLM's lmplz (and build_binary)."
+        )
+    config = kenlm.Config()
+    config.show_progress = False  # the library never prints (kenlm still notes ARPA load time)
+    try:
+        return kenlm.Model(str(path), config)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"Cannot read the KenLM model {path}: {exc}") from exc
