@@ -168,3 +168,45 @@ def speech(seconds: float, seed: int) -> np.ndarray:
     """Noise standing in for speech (the tiny models are random anyway)."""
     rng = np.random.default_rng(seed)
     return (0.1 * rng.standard_normal(int(16_000 * seconds))).astype(np.float32)
+
+
+def build_lid_checkpoint(
+    directory: Path, favour: str, labels: tuple[str, ...] = ("eng", "fra", "deu")
+) -> Path:
+    """A tiny language-ID checkpoint whose head always picks ``favour`` (deterministic routing)."""
+    config = transformers.Wav2Vec2Config(**TINY)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: index for index, label in enumerate(labels)}
+    torch.manual_seed(0)
+    model = transformers.Wav2Vec2ForSequenceClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([4.0 if x == favour else 0.0 for x in labels]))
+    model.save_pretrained(directory)
+    transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(directory)
+    return directory
+
+
+def espeak(text: str, voice: str = "en", seconds: float | None = None) -> np.ndarray:
+    """Real synthetic speech from espeak-ng at 16 kHz (skips the test when it is missing);
+    ``seconds`` repeats it (with 0.4 s pauses) to at least that length."""
+    import shutil
+    import subprocess
+
+    import soundfile as sf
+    import soxr
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/test.sh installs it)")
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True
+    ).stdout
+    import io
+
+    audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    audio = soxr.resample(audio, rate, 16_000).astype(np.float32)
+    if seconds is None:
+        return audio
+    pause = np.zeros(int(0.4 * 16_000), dtype=np.float32)
+    repeats = int(np.ceil(seconds * 16_000 / (len(audio) + len(pause))))
+    return np.concatenate([np.concatenate([audio, pause])] * repeats)
