@@ -1,4 +1,4 @@
-"""``python -m mmspeech``: the README's transcription command, end to end."""
+"""``python -m mmspeech``: the first command line's form (no subcommand) still transcribes."""
 
 from __future__ import annotations
 
@@ -26,7 +26,11 @@ def test_transcribes_files_with_an_adapter(mms_dir, tmp_path):
     result = run(*paths, "--model", str(mms_dir), "--lang", "fra")
     assert result.returncode == 0, result.stderr
     asr = pipeline(model=str(mms_dir), model_kwargs={"target_lang": "fra"})
-    expected = [f"{path}\t{asr(path)['text']}" for path in paths]
+    # the CLI drops the sentence tokens <s> </s> a random tiny model emits; the rest is the same
+    texts = [
+        " ".join(asr(path)["text"].replace("<s>", "").replace("</s>", "").split()) for path in paths
+    ]
+    expected = [f"{path}\t{text}" for path, text in zip(paths, texts, strict=True)]
     assert result.stdout.splitlines() == expected
 
 

@@ -43,6 +43,26 @@ _EXPORTS = {
         "AutoModelForAudioClassification",
     ),
     "mmspeech.pipelines": ("pipeline",),
+    "mmspeech.api": (
+        "load_asr",
+        "load_lid",
+        "load_tts",
+        "load_speech2text",
+        "transcribe",
+        "identify",
+        "synthesize",
+        "align",
+        "translate",
+        "ASRModel",
+        "LIDModel",
+        "TTSModel",
+        "Speech2TextModel",
+        "TranscribeOptions",
+        "IdentifyOptions",
+        "AlignOptions",
+        "SynthesisOptions",
+        "TranslateOptions",
+    ),
     "mmspeech.audio": ("load_audio",),
     "mmspeech.errors": (
         "MmspeechError",
@@ -74,6 +94,26 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from mmspeech.api import (
+        AlignOptions,
+        ASRModel,
+        IdentifyOptions,
+        LIDModel,
+        Speech2TextModel,
+        SynthesisOptions,
+        TranscribeOptions,
+        TranslateOptions,
+        TTSModel,
+        align,
+        identify,
+        load_asr,
+        load_lid,
+        load_speech2text,
+        load_tts,
+        synthesize,
+        transcribe,
+        translate,
+    )
     from mmspeech.audio import load_audio
     from mmspeech.auto import (
         AutoConfig,

@@ -1,0 +1,402 @@
+"""``load_asr`` and :class:`ASRModel`: speech recognition of any length, in any adapter language.
+
+``transcribe`` = language routing (given, or detected by a language-ID model restricted to the
+checkpoint's adapter languages) + lazy long-form segments (optional voice-activity regions, fixed
+windows with context whose CTC frames are stitched, segments cut at pauses) + word timestamps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mmspeech.api.longform import Piece, batched, cut_segments, iter_emissions
+from mmspeech.api.options import SAMPLE_RATE, TranscribeOptions
+from mmspeech.api.source import AudioSource, open_audio
+from mmspeech.ctc.decode import greedy_spans, spans_to_words
+from mmspeech.errors import ConfigError, LanguageError
+from mmspeech.results import LanguageScores, Segment, Transcription, Word
+
+if TYPE_CHECKING:
+    from mmspeech.api.lid import LIDModel
+    from mmspeech.models.wav2vec2 import Wav2Vec2ForCTC
+    from mmspeech.processing.processor import Wav2Vec2Processor
+
+logger = logging.getLogger(__name__)
+
+
+class ASRModel:
+    """A CTC speech-recognition checkpoint with its processor, ready to transcribe.
+
+    Build it with :func:`load_asr`. The adapter language is switched as needed (one switch per
+    language change; adapters read once stay in memory).
+    """
+
+    def __init__(
+        self,
+        model: Wav2Vec2ForCTC,
+        processor: Wav2Vec2Processor,
+        *,
+        ref: str = "",
+        hub_kwargs: dict[str, Any] | None = None,
+    ):
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.ref = ref
+        self.hub_kwargs = dict(hub_kwargs or {})
+        self.samples_per_frame = int(model.config.inputs_to_logits_ratio)
+        self.seconds_per_frame = self.samples_per_frame / SAMPLE_RATE
+        self._min_samples = _receptive_field(model)
+        self._lm: Any = None
+        self._lm_key: tuple[Any, ...] | None = None
+
+    # -- languages -------------------------------------------------------------------------------
+
+    @property
+    def languages(self) -> list[str]:
+        """Adapter languages (ISO 639-3 / MMS codes); empty for a single-language checkpoint."""
+        return list(self.tokenizer.languages)
+
+    @property
+    def language(self) -> str | None:
+        """The language of the loaded adapter and vocabulary (None for a flat vocabulary)."""
+        return self.tokenizer.target_lang if self.languages else None
+
+    def set_language(self, language: str) -> str:
+        """Switch adapter and vocabulary to ``language`` (any form languages.py resolves).
+
+        Returns:
+            The checkpoint's code for it (e.g. ``"fra"`` for ``"French"``).
+        """
+        from mmspeech.languages import resolve_language
+
+        if not self.languages:
+            raise LanguageError(
+                f"{self.ref or 'This checkpoint'} has one vocabulary and no language adapters; "
+                f"leave the language unset instead of {language!r}."
+            )
+        code = resolve_language(language, self.languages)
+        if code != self.tokenizer.target_lang or getattr(self.model, "target_lang", None) != code:
+            logger.info("switching the adapter to %s", code)
+            self.model.load_adapter(code)
+            self.model.target_lang = code
+            self.tokenizer.set_target_lang(code)
+        return code
+
+    def detect_language(
+        self, audio: Any, options: TranscribeOptions | None = None, lid: LIDModel | None = None
+    ) -> LanguageScores:
+        """Language ID on the first ``lid_seconds``, restricted to this checkpoint's languages.
+
+        The codes returned are this checkpoint's adapter codes (``cmn-script_simplified`` when the
+        LID model says ``cmn``).
+        """
+        options = options or TranscribeOptions()
+        if not self.languages:
+            raise LanguageError(
+                f"{self.ref or 'This checkpoint'} has no language adapters to choose from; "
+                "transcribe without a language."
+            )
+        if lid is None:
+            from mmspeech.api.calls import cached_lid
+
+            lid = cached_lid(options.lid_model, self.model.device, None, self.hub_kwargs)
+        source = open_audio(audio)
+        clip = source.read(0, int(options.lid_seconds * SAMPLE_RATE))
+        mapping = _lid_to_asr(lid.languages, self.languages)
+        if not mapping:
+            raise LanguageError(
+                f"None of the {len(lid.languages)} languages of the language-ID model "
+                f"{lid.ref!r} has an adapter in {self.ref!r}; pass the language explicitly."
+            )
+        scores = lid.identify(clip, top_k=len(mapping), languages=list(mapping))
+        from mmspeech.results import LanguageScore
+
+        return LanguageScores(
+            [LanguageScore(mapping[s.code], s.name, s.probability) for s in scores.scores]
+        )
+
+    # -- transcription ---------------------------------------------------------------------------
+
+    def transcribe(
+        self,
+        audio: Any,
+        language: str | None = None,
+        word_timestamps: bool = False,
+        options: TranscribeOptions | None = None,
+        *,
+        on_segment: Callable[[Segment], None] | None = None,
+    ) -> Transcription:
+        """Transcribe one input of any length.
+
+        Args:
+            audio: a path, bytes, binary file object or 1-D float array at 16 kHz.
+            language: adapter language in any form (``fra``, ``fr``, ``French``); None detects it.
+            word_timestamps: fill ``Segment.words`` with timed words.
+            options: see :class:`TranscribeOptions`.
+            on_segment: called with each segment as soon as it is done (progress reporting).
+        """
+        source = open_audio(audio)
+        code, probability = self._route(source, language, options)
+        segments = []
+        for segment in self._segments(source, word_timestamps, options or TranscribeOptions()):
+            segments.append(segment)
+            if on_segment is not None:
+                on_segment(segment)
+        text = " ".join(segment.text for segment in segments if segment.text)
+        return Transcription(text, code, probability, source.duration, segments)
+
+    def iter_segments(
+        self,
+        audio: Any,
+        language: str | None = None,
+        word_timestamps: bool = False,
+        options: TranscribeOptions | None = None,
+    ) -> Iterator[Segment]:
+        """The segments of ``audio`` one by one, computed as they are consumed (bounded memory)."""
+        source = open_audio(audio)
+        self._route(source, language, options)
+        yield from self._segments(source, word_timestamps, options or TranscribeOptions())
+
+    def transcribe_batch(
+        self,
+        audios: Sequence[Any],
+        language: str | None = None,
+        word_timestamps: bool = False,
+        options: TranscribeOptions | None = None,
+    ) -> list[Transcription]:
+        """Transcribe many inputs: grouped by language (one adapter switch per group), short
+        inputs batched by length; long ones go through the long-form path one by one."""
+        options = options or TranscribeOptions()
+        sources = [open_audio(audio) for audio in audios]
+        routes: list[tuple[str | None, float | None]] = []
+        for source in sources:
+            if language is None and self.languages:
+                scores = self.detect_language(source, options)
+                routes.append((scores.language, scores.probability))
+            else:
+                routes.append((language, None))
+        results: list[Transcription | None] = [None] * len(sources)
+        for lang in dict.fromkeys(route[0] for route in routes):
+            members = [i for i, route in enumerate(routes) if route[0] == lang]
+            code = self.set_language(lang) if lang is not None else self.language
+            window = int(options.window_s * SAMPLE_RATE)
+            short = sorted(
+                (i for i in members if sources[i].num_samples <= window),
+                key=lambda i: sources[i].num_samples,
+            )
+            for batch in batched(short, options.batch_size):
+                waves = [sources[i].load() for i in batch]
+                for i, log_probs in zip(batch, self._emit(waves), strict=True):
+                    pieces = cut_segments(
+                        [log_probs], self._words, offset_s=0.0,
+                        seconds_per_frame=self.seconds_per_frame,
+                        min_silence_s=options.min_silence_s, max_segment_s=options.max_segment_s,
+                    )  # fmt: skip
+                    segments = self._to_segments(pieces, word_timestamps, options)
+                    results[i] = _assemble(segments, code, routes[i][1], sources[i].duration)
+            for i in (i for i in members if sources[i].num_samples > window):
+                long_form = self._segments(sources[i], word_timestamps, options)
+                results[i] = _assemble(long_form, code, routes[i][1], sources[i].duration)
+        return [result for result in results if result is not None]
+
+    # -- pieces ----------------------------------------------------------------------------------
+
+    def _route(
+        self, source: AudioSource, language: str | None, options: TranscribeOptions | None
+    ) -> tuple[str | None, float | None]:
+        """Set the adapter for ``language`` (detected when None); returns (code, LID prob.)."""
+        if language is not None:
+            return self.set_language(language), None
+        if not self.languages:
+            return None, None
+        scores = self.detect_language(source, options)
+        logger.info("detected language %s (p=%.2f)", scores.language, scores.probability)
+        return self.set_language(scores.language), scores.probability
+
+    def _segments(
+        self, source: AudioSource, word_timestamps: bool, options: TranscribeOptions
+    ) -> Iterator[Segment]:
+        if options.vad:
+            from mmspeech.api.vad import speech_regions
+
+            regions: Any = speech_regions(source, options)
+        else:
+            regions = [(0, source.num_samples)]
+        pieces = (
+            piece
+            for start, end in regions
+            for piece in cut_segments(
+                self.emissions(source, start, end, options),
+                self._words,
+                offset_s=start / SAMPLE_RATE,
+                seconds_per_frame=self.seconds_per_frame,
+                min_silence_s=options.min_silence_s,
+                max_segment_s=options.max_segment_s,
+            )
+        )
+        yield from self._to_segments(pieces, word_timestamps, options)
+
+    def _to_segments(
+        self, pieces: Any, word_timestamps: bool, options: TranscribeOptions
+    ) -> Iterator[Segment]:
+        decoder = self._lm_decoder(options)
+        if decoder is not None and word_timestamps:
+            raise ConfigError(
+                "Word timestamps come from the greedy CTC path and are not available with LM "
+                "decoding; drop word_timestamps or lm_path."
+            )
+        for index, piece in enumerate(pieces):
+            piece_: Piece = piece
+            if decoder is not None:
+                text = decoder.decode(piece_.log_probs.numpy()).strip()
+            else:
+                text = " ".join(word.text for word in piece_.words)
+            words = tuple(piece_.words) if word_timestamps else ()
+            yield Segment(index, piece_.words[0].start, piece_.words[-1].end, text, words)
+
+    def emissions(
+        self,
+        audio: Any,
+        start: int = 0,
+        end: int | None = None,
+        options: TranscribeOptions | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Stitched ``(T_w, V)`` float32 log-probs of samples ``[start, end)``, window by window."""
+        options = options or TranscribeOptions()
+        source = open_audio(audio)
+        end = source.num_samples if end is None else end
+        return iter_emissions(
+            source, start, end, self._emit,
+            window_s=options.window_s, context_s=options.context_s,
+            batch_size=options.batch_size, samples_per_frame=self.samples_per_frame,
+        )  # fmt: skip
+
+    def _emit(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """One forward pass over a batch: a ``(T_b, V)`` log-prob tensor per waveform."""
+        lengths = [max(len(w), self._min_samples) for w in waveforms]
+        padded = [np.pad(w, (0, n - len(w))) for w, n in zip(waveforms, lengths, strict=True)]
+        inputs = self.processor.feature_extractor(
+            padded, sampling_rate=SAMPLE_RATE, padding=True, return_tensors="pt"
+        )
+        values = inputs["input_values"].to(self.model.device, self.model.dtype)
+        mask = inputs.get("attention_mask")
+        if mask is not None:
+            mask = mask.to(self.model.device)
+        with torch.inference_mode():
+            logits = self.model(values, mask).logits
+        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()  # (B, T, V)
+        frames = self.model.base.frame_lengths(torch.tensor(lengths)).tolist()
+        return [log_probs[i, : int(frames[i])] for i in range(len(waveforms))]
+
+    def _words(self, log_probs: torch.Tensor, offset_s: float) -> list[Word]:
+        tokenizer = self.tokenizer
+        blank = tokenizer.pad_token_id
+        specials = {tokenizer.bos_token_id, tokenizer.eos_token_id, blank}
+        spans = [s for s in greedy_spans(log_probs, blank) if s.token_id not in specials]
+        return spans_to_words(
+            spans,
+            tokenizer.decoder,
+            tokenizer.word_delimiter_token or "|",
+            self.seconds_per_frame,
+            offset_s,
+        )
+
+    def _lm_decoder(self, options: TranscribeOptions) -> Any:
+        if options.lm_path is None:
+            return None
+        key = (
+            options.lm_path,
+            options.lm_alpha,
+            options.lm_beta,
+            options.beam_width,
+            self.language,
+        )
+        if key != self._lm_key:
+            from mmspeech.ctc.lm import LMDecoder
+
+            decoder = self.tokenizer.decoder
+            labels = [decoder[i] for i in range(len(decoder))]
+            self._lm = LMDecoder(
+                labels, options.lm_path, alpha=options.lm_alpha, beta=options.lm_beta,
+                beam_width=options.beam_width,
+            )  # fmt: skip
+            self._lm_key = key
+        return self._lm
+
+
+def _assemble(
+    segments: Any, language: str | None, probability: float | None, duration: float
+) -> Transcription:
+    segments = list(segments)
+    text = " ".join(segment.text for segment in segments if segment.text)
+    return Transcription(text, language, probability, duration, segments)
+
+
+def _lid_to_asr(lid_languages: Sequence[str], asr_languages: Sequence[str]) -> dict[str, str]:
+    """LID label -> ASR adapter code, for the labels the ASR checkpoint covers.
+
+    Exact codes first; else the first ASR variant of the label
+    (``cmn`` -> ``cmn-script_simplified``).
+    """
+    asr = set(asr_languages)
+    mapping = {}
+    for label in lid_languages:
+        if label in asr:
+            mapping[label] = label
+            continue
+        variants = sorted(code for code in asr if code.split("-")[0] == label)
+        if variants:
+            mapping[label] = variants[0]
+    return mapping
+
+
+def _receptive_field(model: Any) -> int:
+    from mmspeech.models.wav2vec2.model import receptive_field
+
+    return int(receptive_field(model.config))
+
+
+def load_asr(
+    ref: str | os.PathLike[str] = "facebook/mms-1b-all",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    **hub_kwargs: Any,
+) -> ASRModel:
+    """Load a CTC checkpoint (directory or hub id) and its processor.
+
+    Args:
+        ref: e.g. ``facebook/mms-1b-all`` or a local directory.
+        device: ``"cpu"``, ``"cuda"``…; None picks CUDA when available.
+        dtype: parameter dtype (``"float16"``, ``torch.bfloat16``…); None is float32.
+        **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+    """
+    from mmspeech.auto import AutoModelForCTC
+    from mmspeech.processing.processor import Wav2Vec2Processor
+
+    device = pick_device(device)
+    processor = Wav2Vec2Processor.from_pretrained(ref, **hub_kwargs)
+    target = processor.tokenizer.target_lang if processor.tokenizer.languages else None
+    model = AutoModelForCTC.from_pretrained(
+        ref, target_lang=target, ignore_mismatched_sizes=target is not None, dtype=dtype,
+        device=device, **hub_kwargs,
+    )  # fmt: skip
+    return ASRModel(model, processor, ref=str(ref), hub_kwargs=hub_kwargs)
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch.device; None means CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"Unknown device {device!r}; expected e.g. 'cpu', 'cuda', 'cuda:1'."
+        ) from exc

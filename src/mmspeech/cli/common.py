@@ -1,0 +1,156 @@
+"""What every ``mmspeech`` subcommand shares: model/device options, inputs, progress, failures."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mmspeech.errors import MmspeechError
+
+T = TypeVar("T")
+
+AUDIO_SUFFIXES = {
+    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma", ".webm", ".mp4",
+    ".mkv", ".aif", ".aiff", ".au",
+}  # fmt: skip
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows the defaults that say something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_parser(subparsers: Any, name: str, *, help: str, description: str, examples: str) -> Any:
+    """A subcommand parser with the examples as its epilog."""
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=Formatter,
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:
+    """``--model --device --dtype --quiet --verbose``."""
+    parser.add_argument("--model", default=default_model, help="checkpoint directory or hub id")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda if any)")
+    parser.add_argument("--dtype", default=None, choices=DTYPES, help="parameter dtype")
+    add_verbosity(parser)
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    group.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files as given and the audio files under given directories; and the inputs not found."""
+    files: list[Path] = []
+    missing: list[str] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+            )
+            if not found:
+                missing.append(f"{item} (a directory with no audio files)")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append(item)
+    return files, missing
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal, and not with --quiet."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def progress(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """A tqdm bar on a terminal, otherwise an object with the same (silent) methods."""
+    if show_progress(args):
+        from tqdm import tqdm
+
+        return tqdm(file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
+    return _Silent()
+
+
+class _Silent:
+    def update(self, n: float = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def for_each(
+    items: list[T], work: Callable[[T], None], name: Callable[[T], str], args: argparse.Namespace
+) -> int:
+    """Run ``work`` on every item; a failing item is reported and the rest go on.
+
+    Returns:
+        1 when any item failed, else 0.
+    """
+    failed = 0
+    bar = progress(args, total=len(items), unit="file") if len(items) > 1 else _Silent()
+    with bar:
+        for item in items:
+            try:
+                work(item)
+            except (MmspeechError, OSError) as exc:
+                failed += 1
+                error(f"{name(item)}: {exc}")
+            bar.update(1)
+    if failed and len(items) > 1:
+        error(f"{failed} of {len(items)} inputs failed")
+    return 1 if failed else 0
+
+
+def load_or_report(loader: Callable[[], T]) -> T | None:
+    """The loaded model, or None after reporting why it could not be loaded."""
+    try:
+        return loader()
+    except (MmspeechError, OSError) as exc:
+        error(str(exc))
+        return None
+
+
+def batched_names(paths: list[Path]) -> Iterator[tuple[Path, str]]:
+    """Each path with the stem its output files get (stems made unique with a suffix)."""
+    seen: dict[str, int] = {}
+    for path in paths:
+        count = seen.get(path.stem, 0)
+        seen[path.stem] = count + 1
+        yield path, path.stem if count == 0 else f"{path.stem}-{count}"

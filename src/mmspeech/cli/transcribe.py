@@ -1,0 +1,139 @@
+"""``mmspeech transcribe``: speech to text for files of any length, in any adapter language."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mmspeech.api.options import DEFAULT_ASR_MODEL, TranscribeOptions
+from mmspeech.cli import common
+from mmspeech.results import Transcription
+from mmspeech.writers import FORMATS, format_transcription, write_transcription
+
+_DEFAULTS = TranscribeOptions()
+
+EXAMPLES = """\
+  mmspeech transcribe talk.mp3                        # language detected, text on stdout
+  mmspeech transcribe talk.mp3 --language fra --output-format srt
+  mmspeech transcribe recordings/ --output-dir out --output-format all --word-timestamps
+  mmspeech transcribe lecture.wav --vad --language sw  # split on voice activity first
+  mmspeech transcribe a.wav --language eng --lm words.arpa --lm-alpha 0.6
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = common.add_parser(
+        subparsers,
+        "transcribe",
+        help="speech to text (long files, timestamps, automatic language)",
+        description="Transcribe audio files (or every audio file of a directory) with an MMS "
+        "CTC checkpoint. Without --language, the language is detected with a language-ID model "
+        "restricted to the checkpoint's adapter languages.",
+        examples=EXAMPLES,
+    )
+    parser.add_argument("inputs", nargs="+", help="audio files or directories")
+    parser.add_argument("-l", "--language", "--lang", help="fra, fr or French (default: detect)")
+    common.add_model_options(parser, DEFAULT_ASR_MODEL)
+    add_output_options(parser)
+    parser.add_argument("--word-timestamps", action="store_true", help="timed words in json")
+    parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+                        help="windows or short files per forward pass")  # fmt: skip
+    parser.add_argument("--window", type=float, default=_DEFAULTS.window_s,
+                        help="seconds of audio per model window")  # fmt: skip
+    parser.add_argument("--context", type=float, default=_DEFAULTS.context_s,
+                        help="seconds of context at window edges (decoded, dropped)")  # fmt: skip
+    parser.add_argument("--max-segment", type=float, default=_DEFAULTS.max_segment_s,
+                        help="longest segment in seconds")  # fmt: skip
+    parser.add_argument("--vad", action="store_true", help="split on voice activity (silero-vad)")
+    parser.add_argument("--lid-model", default=_DEFAULTS.lid_model,
+                        help="language-ID checkpoint used without --language")  # fmt: skip
+    parser.add_argument("--lm", help="KenLM word model (.arpa or .bin) for beam-search decoding")
+    parser.add_argument("--lm-alpha", type=float, default=_DEFAULTS.lm_alpha, help="LM weight")
+    parser.add_argument("--lm-beta", type=float, default=_DEFAULTS.lm_beta,
+                        help="word-insertion bonus")  # fmt: skip
+    parser.set_defaults(run=run)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output-dir", type=Path,
+                        help="write <name>.<format> files here (default: stdout)")  # fmt: skip
+    parser.add_argument("-f", "--output-format", default="txt", choices=[*FORMATS, "all"],
+                        help="transcript format")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    common.setup_logging(args)
+    options = TranscribeOptions(
+        window_s=args.window, context_s=args.context, batch_size=args.batch_size, vad=args.vad,
+        max_segment_s=args.max_segment, lid_model=args.lid_model, lm_path=args.lm,
+        lm_alpha=args.lm_alpha, lm_beta=args.lm_beta,
+    )  # fmt: skip
+    files, missing = common.expand_inputs(args.inputs)
+    for item in missing:
+        common.error(f"no such audio file: {item}")
+    if not check_output_args(args, files):
+        return 2
+    if not files:
+        return 1
+    from mmspeech.api.calls import cached_asr
+
+    asr = common.load_or_report(lambda: cached_asr(args.model, args.device, args.dtype))
+    if asr is None:
+        return 1
+    if args.language is not None:  # a bad language fails once, before any audio is decoded
+        language = args.language
+        if common.load_or_report(lambda: asr.set_language(language)) is None:
+            return 1
+    names = dict(common.batched_names(files))
+
+    def work(path: Path) -> None:
+        from mmspeech.api.source import open_audio
+
+        source = open_audio(str(path))
+        bar = common.progress(args, total=round(source.duration, 1), unit="s", desc=path.name)
+        done = [0.0]
+
+        def advance(segment: Any) -> None:
+            bar.update(round(segment.end - done[0], 1))
+            done[0] = segment.end
+
+        with bar:
+            result = asr.transcribe(
+                source, args.language, word_timestamps=args.word_timestamps, options=options,
+                on_segment=advance,
+            )  # fmt: skip
+        emit(result, path, names[path], args, many=len(files) > 1)
+
+    failed = common.for_each(files, work, str, args)
+    return 1 if failed or missing else 0
+
+
+def check_output_args(args: argparse.Namespace, files: list[Path]) -> bool:
+    """Formats other than txt need --output-dir when there are several inputs."""
+    if args.output_dir is None and (
+        args.output_format == "all" or (args.output_format != "txt" and len(files) > 1)
+    ):
+        common.error(
+            f"--output-format {args.output_format} with {len(files)} input(s) needs --output-dir "
+            "(stdout takes one transcript, or txt lines)."
+        )
+        return False
+    return True
+
+
+def emit(
+    result: Transcription, path: Path, stem: str, args: argparse.Namespace, many: bool
+) -> None:
+    """Write the files asked for, or print: ``text`` (one input) / ``path<TAB>text`` (many)."""
+    if args.output_dir is not None:
+        formats = FORMATS if args.output_format == "all" else (args.output_format,)
+        for fmt in formats:
+            write_transcription(result, args.output_dir / f"{stem}.{fmt}", fmt)
+        return
+    if args.output_format == "txt":
+        print(f"{path}\t{result.text}" if many else result.text)
+    else:
+        sys.stdout.write(format_transcription(result, args.output_format))
+    sys.stdout.flush()

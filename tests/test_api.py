@@ -1,0 +1,173 @@
+"""High-level API end to end on tiny checkpoints: routing, long form, timestamps, batching."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import build_lid_checkpoint, espeak, speech
+
+import mmspeech
+import mmspeech.api
+from mmspeech import TranscribeOptions, load_asr, load_lid
+from mmspeech.errors import AudioError, ConfigError, LanguageError
+
+
+@pytest.fixture
+def asr(mms_dir):
+    return load_asr(mms_dir, device="cpu")
+
+
+@pytest.fixture
+def lid_fra(tmp_path):
+    return build_lid_checkpoint(tmp_path / "lid-fra", favour="fra")
+
+
+def unchunked_words(asr, audio):
+    """Words of one forward pass over the whole audio (the reference for stitching)."""
+    [log_probs] = asr._emit([audio])
+    return asr._words(log_probs, 0.0)
+
+
+def test_transcribe_structure_and_timestamps(asr, tmp_path):
+    audio = espeak("hello world, this is a test of speech recognition")
+    path = tmp_path / "hello.wav"
+    sf.write(path, audio, 16_000, subtype="FLOAT")
+    result = asr.transcribe(str(path), language="French", word_timestamps=True)
+    assert result.language == "fra" and result.language_probability is None
+    assert result.duration == pytest.approx(len(audio) / 16_000)
+    words = [w for s in result.segments for w in s.words]
+    assert words, "a random tiny model still emits some tokens on real speech"
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start < w.end <= result.duration + 0.02 for w in words)
+    assert all(0.0 <= w.probability <= 1.0 for w in words)
+    assert [s.id for s in result.segments] == list(range(len(result.segments)))
+    assert result.text == " ".join(s.text for s in result.segments)
+    # one window: the words are exactly those of the unchunked greedy decode
+    assert [w.text for w in words] == [w.text for w in unchunked_words(asr, audio)]
+    assert asr.tokenizer.target_lang == "fra" and asr.model.target_lang == "fra"
+
+
+def test_language_forms_and_unknown_language(asr):
+    audio = speech(0.5, 0)
+    for form in ("deu", "de", "German"):
+        assert asr.transcribe(audio, language=form).language == "deu"
+    with pytest.raises(LanguageError):
+        asr.transcribe(audio, language="Klingon-ish")
+
+
+def test_long_form_stitching_equals_unchunked_decode(asr):
+    audio = espeak("one two three four five six seven eight nine ten", seconds=12.0)
+    options = TranscribeOptions(window_s=4.0, context_s=1.0, batch_size=3, max_segment_s=5.0)
+    [whole] = asr._emit([audio])
+    stitched = torch.cat(list(asr.emissions(audio, options=options)))
+    assert stitched.shape == whole.shape
+    same = (stitched.argmax(-1) == whole.argmax(-1)).float().mean().item()
+    assert same > 0.95, same  # 1 s of context: the frames agree away from the window edges
+    segments = list(asr.iter_segments(audio, "eng", word_timestamps=True, options=options))
+    assert len(segments) > 1 and all(s.end - s.start <= 5.0 + 0.05 for s in segments)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(segments))
+    assert segments[-1].end <= len(audio) / 16_000 + 0.02
+    text = "".join(s.text.replace(" ", "") for s in segments)
+    reference = "".join(w.text for w in unchunked_words(asr, audio))
+    assert difflib.SequenceMatcher(None, text, reference, autojunk=False).ratio() > 0.9
+
+
+def test_iter_segments_is_lazy(asr, monkeypatch):
+    audio = speech(20.0, 1)
+    calls = []
+    emit = asr._emit
+    monkeypatch.setattr(asr, "_emit", lambda waves: calls.append(len(waves)) or emit(waves))
+    options = TranscribeOptions(window_s=2.0, context_s=0.5, batch_size=1, max_segment_s=2.0)
+    iterator = asr.iter_segments(audio, "eng", options=options)
+    next(iterator)
+    assert 0 < len(calls) < 19  # 20 s needs ~19 windows: only the first few were run
+
+
+def test_auto_language_routes_through_lid(asr, lid_fra):
+    options = TranscribeOptions(lid_model=str(lid_fra))
+    result = asr.transcribe(speech(1.0, 2), options=options)
+    assert result.language == "fra"
+    assert 0.5 < result.language_probability <= 1.0
+    # restricted to the ASR languages: an LID model whose favourite has no adapter picks another
+    lid_dir = build_lid_checkpoint(lid_fra.parent / "lid-xx", "spa", ("spa", "eng", "fra"))
+    scores = asr.detect_language(speech(1.0, 2), TranscribeOptions(lid_model=str(lid_dir)))
+    assert [s.code for s in scores.scores] == ["eng", "fra"] or [s.code for s in scores.scores] == [
+        "fra",
+        "eng",
+    ]
+    assert sum(s.probability for s in scores.scores) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_identify(lid_fra):
+    lid = load_lid(lid_fra, device="cpu")
+    scores = lid.identify(speech(1.0, 0), top_k=2)
+    assert scores.language == "fra" and len(scores.scores) == 2
+    assert scores.scores[0].name == "French"
+    assert scores.to_dict()["scores"][0]["code"] == "fra"
+
+
+def test_transcribe_batch_groups_by_language_and_keeps_order(asr, lid_fra, monkeypatch):
+    switches = []
+    load = asr.model.load_adapter
+    monkeypatch.setattr(asr.model, "load_adapter", lambda lang: switches.append(lang) or load(lang))
+    audios = [speech(0.6, i) for i in range(5)]
+    results = asr.transcribe_batch(audios, language="deu", options=TranscribeOptions(batch_size=2))
+    assert switches == ["deu"]
+    singles = [asr.transcribe(a, language="deu").text for a in audios]
+    assert [r.text for r in results] == singles
+    assert all(r.language == "deu" for r in results)
+    auto = asr.transcribe_batch(audios[:2], options=TranscribeOptions(lid_model=str(lid_fra)))
+    assert [r.language for r in auto] == ["fra", "fra"]
+
+
+def test_one_call_forms_cache_models(mms_dir):
+    mmspeech.api.clear_cache()
+    first = mmspeech.transcribe(speech(0.5, 3), "eng", model=mms_dir, device="cpu")
+    from mmspeech.api import calls
+
+    assert len(calls._CACHE) == 1
+    again = mmspeech.transcribe(speech(0.5, 3), "eng", model=mms_dir, device="cpu")
+    assert len(calls._CACHE) == 1 and again.text == first.text
+    with pytest.raises(ConfigError, match="Unknown option"):
+        mmspeech.transcribe(speech(0.5, 3), "eng", model=mms_dir, windw_s=3)
+    mmspeech.api.clear_cache()
+
+
+def test_bad_audio_is_a_clear_error(asr, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF nope")
+    with pytest.raises(AudioError, match=r"broken\.wav"):
+        asr.transcribe(str(broken), "eng")
+    with pytest.raises(AudioError):
+        asr.transcribe(np.array([np.nan, 0.0], dtype=np.float32), "eng")
+    with pytest.raises(ConfigError, match="context_s"):
+        TranscribeOptions(window_s=4, context_s=2)
+
+
+def test_file_is_read_in_blocks(asr, tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    sf.write(path, speech(12.0, 4), 16_000)
+    reads = []
+    real_read = sf.SoundFile.read
+
+    def spy(self, frames=-1, *args, **kwargs):
+        reads.append(frames)
+        return real_read(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    options = TranscribeOptions(window_s=3.0, context_s=0.5)
+    asr.transcribe(str(path), "eng", options=options)
+    assert reads and max(reads) <= 3 * 16_000  # never the whole 12 s file at once
+
+
+def test_dtype_and_device(mms_dir):
+    model = load_asr(mms_dir, device="cpu", dtype="bfloat16")
+    assert model.model.dtype == torch.bfloat16
+    result = model.transcribe(speech(0.5, 0), "eng")
+    assert isinstance(result.text, str)
