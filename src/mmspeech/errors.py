@@ -40,3 +40,7 @@ class MissingDependencyError(MmspeechError, ImportError):
 
 class AlignmentError(MmspeechError, ValueError):
     """A transcript that cannot be forced-aligned: too long for the audio, or not in the vocabulary."""
+
+
+class DatasetError(MmspeechError, ValueError):
+    """Training data that cannot be used: a bad manifest, missing audio, text outside a vocabulary."""

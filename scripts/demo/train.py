@@ -1,0 +1,189 @@
+"""Train the mmspeech-demo checkpoints on the espeak-ng corpus of build_corpus.py.
+
+1. A small wav2vec 2.0 CTC model in the MMS layout (pre-norm blocks with language adapters)
+   is trained on all languages at once over the union of their characters.
+2. Per language, the base is frozen and an adapter + a head over that language's characters
+   is fine-tuned (the head starts from the shared head's rows): ``adapter.<lang>.safetensors``
+   and a nested ``vocab.json``, exactly like facebook/mms-1b-all.
+3. A language-ID head is trained on the frozen encoder.
+
+    python scripts/demo/train.py --corpus /work/demo-data/corpus --out /work/demo-data/models
+
+Resumable: rerun the same command after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from mmspeech.models.wav2vec2 import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Model
+from mmspeech.training import (
+    TrainOptions,
+    build_lid_model,
+    build_vocab,
+    init_weights,
+    load_waveforms,
+    read_manifest,
+    train_adapter,
+    train_ctc,
+    train_lid,
+)
+
+# The demo architecture: MMS structure (stable layer norm, layer-norm conv encoder, adapters),
+# ~3M parameters, 50 frames per second like MMS.
+DEMO_CONFIG = {
+    "hidden_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 768,
+    "conv_dim": (32, 64, 128, 128, 128),
+    "conv_stride": (5, 4, 4, 2, 2),
+    "conv_kernel": (10, 8, 8, 4, 4),
+    "conv_bias": True,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "num_conv_pos_embeddings": 32,
+    "num_conv_pos_embedding_groups": 16,
+    "adapter_attn_dim": 16,
+    "hidden_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "final_dropout": 0.0,
+    "layerdrop": 0.0,
+    "mask_time_prob": 0.0,
+    "ctc_loss_reduction": "mean",
+    "ctc_zero_infinity": True,
+}
+
+log = logging.getLogger("demo")
+
+
+def by_lang(utterances):
+    groups = defaultdict(list)
+    for utterance in utterances:
+        groups[utterance.label].append(utterance)
+    return dict(groups)
+
+
+def progress_printer(stage: str):
+    started = time.time()
+
+    def report(progress):
+        if progress.step % 25 == 0 or progress.metrics:
+            print(
+                f"[{stage}] step {progress.step}/{progress.max_steps} loss {progress.loss:.3f} "
+                f"lr {progress.learning_rate:.2e} {time.time() - started:.0f}s"
+                + (f" {progress.metrics}" if progress.metrics else ""),
+                flush=True,
+            )
+
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", type=Path, default=Path("/work/demo-data/corpus"))
+    parser.add_argument("--out", type=Path, default=Path("/work/demo-data/models"))
+    parser.add_argument("--base-steps", type=int, default=1000)
+    parser.add_argument("--adapter-steps", type=int, default=40)
+    parser.add_argument("--lid-steps", type=int, default=120)
+    parser.add_argument("--batch-seconds", type=float, default=12.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=0, help="utterances per language (smoke test)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+
+    train = read_manifest(args.corpus / "train.tsv")
+    heldout = read_manifest(args.corpus / "eval.tsv")
+    if args.limit:
+        train = [u for group in by_lang(train).values() for u in group[: args.limit]]
+        heldout = [
+            u for group in by_lang(heldout).values() for u in group[: max(2, args.limit // 4)]
+        ]
+    train, heldout = load_waveforms(train), load_waveforms(heldout)
+    langs = sorted(by_lang(train))
+    print(
+        f"{len(train)} training and {len(heldout)} held-out utterances, languages {langs}",
+        flush=True,
+    )
+    # a small held-out sample to watch the base training (the full set is for the end)
+    watch = [u for group in by_lang(heldout).values() for u in group[:8]]
+
+    # 1. the shared base, all languages, union vocabulary
+    base_dir = args.out / "base"
+    union = build_vocab(u.text for u in train + heldout)
+    if not (base_dir / "model.safetensors").is_file():
+        torch.manual_seed(0)
+        config = Wav2Vec2Config(**DEMO_CONFIG, vocab_size=len(union))
+        model = Wav2Vec2ForCTC(config)
+        init_weights(model, seed=0)
+        print(f"base model: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
+        options = TrainOptions(
+            max_steps=args.base_steps, learning_rate=2e-3, warmup_steps=200,
+            batch_seconds=args.batch_seconds, max_batch_size=64, weight_decay=0.01,
+            eval_every=250, checkpoint_every=50, seed=0,
+        )  # fmt: skip
+        result = train_ctc(
+            model, union, train, watch, base_dir, options,
+            work_dir=args.out / "work-base", resume=True, callback=progress_printer("base"),
+        )  # fmt: skip
+        print(f"base done: {result.metrics}", flush=True)
+
+    # 2. one adapter + head per language, base frozen, written into asr/
+    asr_dir = args.out / "asr"
+    base = Wav2Vec2ForCTC.from_pretrained(base_dir)
+    head = (base.lm_head.weight.detach().clone(), base.lm_head.bias.detach().clone(), union)
+    if not (asr_dir / "model.safetensors").is_file():
+        base.save_pretrained(asr_dir)
+    lang_train, lang_heldout = by_lang(train), by_lang(heldout)
+    scores = {}
+    for lang in langs:
+        if (asr_dir / f"adapter.{lang}.safetensors").is_file():
+            continue
+        texts = [u.text for u in lang_train[lang] + lang_heldout[lang]]
+        options = TrainOptions(
+            max_steps=args.adapter_steps, learning_rate=1e-3, warmup_steps=20,
+            batch_seconds=args.batch_seconds, max_batch_size=64, seed=0,
+        )  # fmt: skip
+        result = train_adapter(
+            asr_dir, lang, lang_train[lang], lang_heldout[lang], options,
+            vocab=build_vocab(texts), head_init=head,
+            work_dir=args.out / f"work-{lang}", resume=True, callback=progress_printer(lang),
+        )  # fmt: skip
+        scores[lang] = result.metrics
+        print(f"adapter {lang}: {result.metrics}", flush=True)
+    # the base file carries the default language (eng), as mms-1b-all does
+    default = Wav2Vec2ForCTC.from_pretrained(asr_dir, target_lang="eng")
+    default.save_pretrained(asr_dir)
+    config = json.loads((asr_dir / "tokenizer_config.json").read_text())
+    config["target_lang"] = "eng"
+    (asr_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+
+    # 3. language ID on the frozen encoder
+    lid_dir = args.out / "lid"
+    if not (lid_dir / "model.safetensors").is_file():
+        encoder = Wav2Vec2Model.from_pretrained(base_dir)
+        model = build_lid_model(encoder, langs, seed=0, weighted_layers=True)
+        lid_train = [u for group in lang_train.values() for u in group[::2]]
+        options = TrainOptions(
+            max_steps=args.lid_steps, learning_rate=3e-3, warmup_steps=15,
+            batch_seconds=args.batch_seconds, max_batch_size=64, eval_every=50, seed=0,
+        )  # fmt: skip
+        result = train_lid(
+            model, lid_train, heldout, lid_dir, options,
+            work_dir=args.out / "work-lid", resume=True, callback=progress_printer("lid"),
+        )  # fmt: skip
+        print(f"lid done: {result.metrics}", flush=True)
+    print("all done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""``mmspeech train-adapter | train-ctc | train-lid | train-seq2seq``: training from the shell.
+
+``register(subparsers)`` adds the commands; each sets ``run`` to a function returning the exit
+code. Progress goes to stderr (a bar when it is a terminal), results to stdout as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mmspeech.errors import MmspeechError
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_EXAMPLES = """examples:
+  # a new language on an MMS checkpoint: writes adapter.xyz.safetensors + vocab.json entry
+  mmspeech train-adapter ./mms-1b-all --lang xyz --train recordings.tsv --steps 500
+  # a folder of clips with same-name .txt transcripts, 10%% held out for CER/WER
+  mmspeech train-adapter ./my-mms --lang fra --train clips/ --eval-fraction 0.1
+  # continue an interrupted run exactly where it stopped
+  mmspeech train-adapter ./my-mms --lang fra --train clips/ --work-dir runs/fra --resume
+"""
+CTC_EXAMPLES = """examples:
+  # fine-tune a pretrained encoder (e.g. mms-300m) for CTC over the transcripts' characters
+  mmspeech train-ctc --from ./mms-300m --train train.tsv --eval dev.tsv --out ./my-asr
+  mmspeech train-ctc --from ./mms-300m --train data.jsonl --freeze-feature-encoder --bf16 \
+      --out ./my-asr
+"""
+LID_EXAMPLES = """examples:
+  # a language-ID head over the languages of the manifest's 'lang' column (encoder frozen)
+  mmspeech train-lid --from ./mms-300m --train labelled.tsv --eval-fraction 0.1 --out ./my-lid
+  mmspeech train-lid --from ./my-asr --train labelled.csv --unfreeze-encoder --out ./my-lid
+"""
+SEQ2SEQ_EXAMPLES = """examples:
+  # fine-tune a speech encoder-decoder checkpoint (its tokenizer.json encodes the targets)
+  mmspeech train-seq2seq --from ./w2v2-bart --train pairs.tsv --eval-fraction 0.05 --out ./my-s2t
+"""
+
+
+def _add_common(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
+    from mmspeech.training.loop import TrainOptions
+
+    defaults = TrainOptions()
+    data = parser.add_argument_group("data")
+    data.add_argument("--train", required=True, type=Path,
+                      help="manifest (.csv/.tsv/.jsonl: audio + text columns) or folder of "
+                      "audio files with same-name .txt transcripts")  # fmt: skip
+    data.add_argument("--eval", type=Path, help="held-out manifest for CER/WER or accuracy")
+    data.add_argument("--eval-fraction", type=float, default=0.0,
+                      help="hold out this fraction of --train instead (default: none)")  # fmt: skip
+    run = parser.add_argument_group("training")
+    run.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
+    run.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr})")
+    run.add_argument("--warmup", type=int, default=defaults.warmup_steps, help="warm-up steps")
+    run.add_argument("--batch-seconds", type=float, default=defaults.batch_seconds,
+                     help="seconds of audio per batch, padding included")  # fmt: skip
+    run.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
+    run.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    run.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps")
+    run.add_argument("--device", default="cpu", help="torch device (cpu, cuda, …)")
+    run.add_argument("--work-dir", type=Path,
+                     help="where resumable checkpoints go (default: none are written)")  # fmt: skip
+    run.add_argument("--checkpoint-every", type=int, default=100)
+    run.add_argument("--resume", action="store_true", help="continue from --work-dir")
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from mmspeech.training.loop import TrainOptions
+
+    return TrainOptions(
+        max_steps=args.steps, learning_rate=args.lr, warmup_steps=min(args.warmup, args.steps),
+        weight_decay=args.weight_decay, batch_seconds=args.batch_seconds,
+        grad_accumulation=args.grad_accum, bf16=args.bf16, seed=args.seed,
+        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every if args.work_dir else 0,
+        device=args.device,
+    )  # fmt: skip
+
+
+def _data(args: argparse.Namespace, require_text: bool = True) -> tuple[list[Any], list[Any]]:
+    from mmspeech.training.data import load_waveforms, read_manifest, split_heldout
+
+    train = read_manifest(args.train, require_text=require_text)
+    if args.eval is not None:
+        heldout = read_manifest(args.eval, require_text=require_text)
+    else:
+        train, heldout = split_heldout(train, args.eval_fraction, args.seed)
+    return load_waveforms(train), load_waveforms(heldout)
+
+
+def _progress(args: argparse.Namespace) -> Callable[[Any], None]:
+    """A progress bar on a terminal (tqdm when installed), else a line every 10 steps."""
+    bar: Any = None
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=args.steps, unit="step", file=sys.stderr)
+        except ImportError:
+            bar = None
+
+    def report(progress: Any) -> None:
+        if bar is not None:
+            bar.n = progress.step
+            bar.set_postfix(loss=f"{progress.loss:.3f}", **(progress.metrics or {}))
+            bar.refresh()
+            if progress.step == progress.max_steps:
+                bar.close()
+        elif progress.step % 10 == 0 or progress.metrics or progress.step == progress.max_steps:
+            extra = f" {json.dumps(progress.metrics)}" if progress.metrics else ""
+            print(f"step {progress.step}/{progress.max_steps} loss {progress.loss:.4f}{extra}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    return report
+
+
+def _finish(result: Any) -> int:
+    print(json.dumps({"output": str(result.output), "steps": result.steps,
+                      "final_loss": result.final_loss, "metrics": result.metrics}))  # fmt: skip
+    return 0
+
+
+def _guard(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except MmspeechError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted; rerun with --resume to continue from the last checkpoint",
+                  file=sys.stderr)  # fmt: skip
+            return 130
+
+    guarded.__name__ = run.__name__
+    return guarded
+
+
+def run_train_adapter(args: argparse.Namespace) -> int:
+    from mmspeech.training.recipes import train_adapter
+
+    train, heldout = _data(args)
+    result = train_adapter(
+        args.checkpoint, args.lang, train, heldout, _options(args),
+        reset_adapter=args.reset_adapter, work_dir=args.work_dir, resume=args.resume,
+        callback=_progress(args),
+    )  # fmt: skip
+    return _finish(result)
+
+
+def run_train_ctc(args: argparse.Namespace) -> int:
+    from mmspeech.models.wav2vec2 import Wav2Vec2ForCTC, Wav2Vec2Model
+    from mmspeech.training.recipes import init_weights, train_ctc
+    from mmspeech.training.vocab import build_vocab
+
+    train, heldout = _data(args)
+    vocab = build_vocab(u.text for u in [*train, *heldout])
+    encoder = Wav2Vec2Model.from_pretrained(args.source)
+    config = encoder.config.replace(vocab_size=len(vocab), adapter_attn_dim=None, extra={},
+                                    ctc_loss_reduction="mean", ctc_zero_infinity=True)  # fmt: skip
+    model = Wav2Vec2ForCTC(config)
+    init_weights(model, config.initializer_range, args.seed)
+    state = {k: v for k, v in encoder.state_dict().items() if ".adapter_layer." not in k}
+    model.base.load_state_dict(state)
+    result = train_ctc(
+        model, vocab, train, heldout, args.out, _options(args),
+        freeze_feature_encoder=args.freeze_feature_encoder, work_dir=args.work_dir,
+        resume=args.resume, callback=_progress(args),
+    )  # fmt: skip
+    return _finish(result)
+
+
+def run_train_lid(args: argparse.Namespace) -> int:
+    from mmspeech.errors import DatasetError
+    from mmspeech.training.recipes import build_lid_model, train_lid
+
+    train, heldout = _data(args, require_text=False)
+    labels = sorted({u.label for u in train if u.label is not None})
+    if any(u.label is None for u in train):
+        raise DatasetError("train-lid needs a label for every utterance (a 'lang' column).")
+    model = build_lid_model(args.source, labels, weighted_layers=args.weighted_layers,
+                            seed=args.seed)  # fmt: skip
+    result = train_lid(
+        model, train, heldout, args.out, _options(args), freeze_base=not args.unfreeze_encoder,
+        work_dir=args.work_dir, resume=args.resume, callback=_progress(args),
+    )  # fmt: skip
+    return _finish(result)
+
+
+def run_train_seq2seq(args: argparse.Namespace) -> int:
+    from mmspeech.models.speech_encoder_decoder import SpeechEncoderDecoderModel
+    from mmspeech.training.seq2seq import text_codec, train_seq2seq
+
+    train, heldout = _data(args)
+    model = SpeechEncoderDecoderModel.from_pretrained(args.source)
+    tokenize, decode = text_codec(args.source)
+    result = train_seq2seq(
+        model, tokenize, train, heldout, args.out, _options(args), decode=decode,
+        freeze_feature_encoder=args.freeze_feature_encoder, work_dir=args.work_dir,
+        resume=args.resume, callback=_progress(args),
+    )  # fmt: skip
+    return _finish(result)
+
+
+def register(subparsers: Any) -> None:
+    """Add the training commands to an ``argparse`` subparsers object."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    adapter = subparsers.add_parser(
+        "train-adapter", help="fine-tune an MMS language adapter on your recordings",
+        description="Freeze an MMS checkpoint's base and train one language adapter + output "
+        "head; writes adapter.<lang>.safetensors and the vocab.json entry into the checkpoint.",
+        epilog=ADAPTER_EXAMPLES, formatter_class=formatter,
+    )  # fmt: skip
+    adapter.add_argument("checkpoint", type=Path, help="local MMS-style checkpoint directory")
+    adapter.add_argument("--lang", required=True, help="language code to write, e.g. 'xyz'")
+    adapter.add_argument("--reset-adapter", action="store_true",
+                         help="start the adapter from zero instead of the loaded one")  # fmt: skip
+    _add_common(adapter, steps=500, lr=1e-3)
+    adapter.set_defaults(run=_guard(run_train_adapter))
+
+    ctc = subparsers.add_parser(
+        "train-ctc", help="fine-tune a wav2vec 2.0 encoder for CTC speech recognition",
+        description="Train every weight of a CTC model built on a pretrained encoder, over the "
+        "characters of the transcripts.", epilog=CTC_EXAMPLES, formatter_class=formatter,
+    )  # fmt: skip
+    ctc.add_argument("--from", dest="source", required=True, help="pretrained encoder checkpoint")
+    ctc.add_argument("--out", required=True, type=Path, help="output checkpoint directory")
+    ctc.add_argument("--freeze-feature-encoder", action="store_true")
+    _add_common(ctc, steps=2000, lr=1e-4)
+    ctc.set_defaults(run=_guard(run_train_ctc))
+
+    lid = subparsers.add_parser(
+        "train-lid", help="train a language-identification head",
+        description="Train a classification head (Wav2Vec2ForSequenceClassification with "
+        "id2label) over the labels of the manifest's lang column.",
+        epilog=LID_EXAMPLES, formatter_class=formatter,
+    )  # fmt: skip
+    lid.add_argument("--from", dest="source", required=True, help="encoder checkpoint")
+    lid.add_argument("--out", required=True, type=Path, help="output checkpoint directory")
+    lid.add_argument("--unfreeze-encoder", action="store_true", help="train the encoder too")
+    lid.add_argument("--weighted-layers", action="store_true",
+                     help="pool a learned mix of all layers (use_weighted_layer_sum)")  # fmt: skip
+    _add_common(lid, steps=500, lr=1e-3)
+    lid.set_defaults(run=_guard(run_train_lid))
+
+    seq2seq = subparsers.add_parser(
+        "train-seq2seq", help="fine-tune a speech encoder-decoder model",
+        description="Fine-tune a SpeechEncoderDecoderModel checkpoint on (audio, text) pairs; "
+        "its tokenizer.json turns the text into targets.",
+        epilog=SEQ2SEQ_EXAMPLES, formatter_class=formatter,
+    )  # fmt: skip
+    seq2seq.add_argument("--from", dest="source", required=True, help="encoder-decoder checkpoint")
+    seq2seq.add_argument("--out", required=True, type=Path, help="output checkpoint directory")
+    seq2seq.add_argument("--freeze-feature-encoder", action="store_true")
+    _add_common(seq2seq, steps=2000, lr=1e-4)
+    seq2seq.set_defaults(run=_guard(run_train_seq2seq))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one training command (for ``python -m mmspeech.training.cli``)."""
+    parser = argparse.ArgumentParser(prog="mmspeech")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""The training loop every trainer shares: batches, AdamW + warm-up, accumulation, checkpoints.
+
+A :class:`Task` says how to turn utterances into a batch, a batch into a loss, and a model into
+evaluation numbers; :class:`Trainer` does the rest. Checkpoints hold the model, optimizer,
+scheduler, every RNG state and the position in the data, so a run that is interrupted and
+resumed ends with exactly the weights of a run that was not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmspeech.errors import CheckpointError, ConfigError, DatasetError
+from mmspeech.training.batching import bucketed_batches
+from mmspeech.training.data import Utterance
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train; the defaults suit adapter fine-tuning on a few hundred utterances."""
+
+    max_steps: int = 1000  # optimizer steps in all
+    learning_rate: float = 1e-3  # peak learning rate, reached after warm-up
+    warmup_steps: int = 100  # linear warm-up from 0; then linear decay to 0 at max_steps
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    batch_seconds: float = 60.0  # audio per batch, padding included (length-bucketed)
+    max_batch_size: int = 32  # utterances per batch at most
+    grad_accumulation: int = 1  # batches per optimizer step
+    max_grad_norm: float = 1.0  # gradient clipping (0: none)
+    bf16: bool = False  # bfloat16 autocast for the forward pass (fast on recent CPUs/GPUs)
+    seed: int = 0  # seeds init of new weights, dropout, and the batch order
+    eval_every: int = 0  # evaluate on the held-out split every N steps (0: only at the end)
+    checkpoint_every: int = 0  # write a resumable checkpoint every N steps (0: only at the end)
+    log_every: int = 10  # report the running loss every N steps
+    device: str = "cpu"  # torch device to train on
+
+    def validate(self) -> None:
+        for name in ("max_steps", "grad_accumulation", "max_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"TrainOptions.{name} must be at least 1, got {getattr(self, name)}."
+                )
+        if self.learning_rate <= 0 or self.batch_seconds <= 0:
+            raise ConfigError("learning_rate and batch_seconds must be positive.")
+
+
+class Task(Protocol):
+    """What differs between CTC, classification and sequence-to-sequence training."""
+
+    def collate(self, examples: Sequence[Utterance]) -> dict[str, torch.Tensor]:
+        """Model inputs and targets for a batch of (loaded) utterances."""
+        ...
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The scalar loss of one batch (mean over its utterances)."""
+        ...
+
+    def evaluate(self, model: Any, examples: Sequence[Utterance]) -> dict[str, float]:
+        """Held-out numbers (e.g. ``{"cer": 0.04, "wer": 0.12}``), model in eval mode."""
+        ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a callback is told after every optimizer step."""
+
+    step: int
+    max_steps: int
+    epoch: int
+    loss: float  # mean loss of this step's batches
+    learning_rate: float
+    metrics: dict[str, float] | None = None  # held-out numbers when evaluated at this step
+
+
+Callback = Callable[[Progress], bool | None]  # return True to stop (after a checkpoint)
+
+
+def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
+    """Learning-rate factor: 0 → 1 over ``warmup`` steps, then linearly down to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+class Trainer:
+    """Trains the parameters of ``model`` that require gradients on ``train`` utterances.
+
+    Args:
+        model: the model, with frozen parts already frozen.
+        task: batch building, loss and evaluation.
+        train: utterances with waveforms loaded (see :func:`~mmspeech.training.load_waveforms`).
+        heldout: utterances to evaluate on (may be empty).
+        options: the recipe.
+        output_dir: where resumable checkpoints go (``trainer_state.pt``); None: no checkpoints.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        train: Sequence[Utterance],
+        heldout: Sequence[Utterance] = (),
+        options: TrainOptions | None = None,
+        output_dir: str | Path | None = None,
+    ):
+        self.options = options or TrainOptions()
+        self.options.validate()
+        if not train:
+            raise DatasetError("There are no training utterances.")
+        if any(u.waveform is None for u in train):
+            raise DatasetError("Load the waveforms first (mmspeech.training.load_waveforms).")
+        self.model = model.to(self.options.device)
+        self.task = task
+        self.train_set = list(train)
+        self.heldout = list(heldout)
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        if not self.parameters:
+            raise ConfigError("The model has no trainable parameters (everything is frozen).")
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=self.options.learning_rate, weight_decay=self.options.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_linear(self.options.warmup_steps, self.options.max_steps)
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batch_index = 0  # next batch of the current epoch
+        self.history: list[Progress] = []
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        lengths = [len(u.waveform) for u in self.train_set]  # type: ignore[arg-type]
+        return bucketed_batches(
+            lengths,
+            max_samples=int(self.options.batch_seconds * 16000),
+            max_batch_size=self.options.max_batch_size,
+            seed=self.options.seed,
+            epoch=epoch,
+        )
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        batches = self._epoch_batches(self.epoch)
+        if self.batch_index >= len(batches):
+            self.epoch, self.batch_index = self.epoch + 1, 0
+            batches = self._epoch_batches(self.epoch)
+        indices = batches[self.batch_index]
+        self.batch_index += 1
+        batch = self.task.collate([self.train_set[i] for i in indices])
+        return {key: value.to(self.options.device) for key, value in batch.items()}
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def train(self, *, resume: bool = False, callback: Callback | None = None) -> list[Progress]:
+        """Run until ``max_steps`` (or until ``callback`` returns True); returns the history.
+
+        Args:
+            resume: continue from ``output_dir/trainer_state.pt`` if it exists.
+            callback: called after every step with a :class:`Progress`.
+        """
+        if resume and self.output_dir is not None and (self.output_dir / STATE_FILE).is_file():
+            self.load_state(self.output_dir / STATE_FILE)
+        elif self.step == 0:
+            _seed_everything(self.options.seed)
+        options = self.options
+        started = time.perf_counter()
+        while self.step < options.max_steps:
+            self.model.train()
+            total = 0.0
+            self.optimizer.zero_grad(set_to_none=True)
+            for _ in range(options.grad_accumulation):
+                batch = self._next_batch()
+                with torch.autocast(
+                    device_type=torch.device(options.device).type,
+                    dtype=torch.bfloat16,
+                    enabled=options.bf16,
+                ):
+                    loss = self.task.loss(self.model, batch)
+                if not torch.isfinite(loss):
+                    raise DatasetError(
+                        f"The loss became {float(loss)} at step {self.step + 1}: lower the "
+                        "learning rate, or check that every transcript fits its audio."
+                    )
+                (loss / options.grad_accumulation).backward()
+                total += float(loss.detach()) / options.grad_accumulation
+            if options.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(self.parameters, options.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            metrics = None
+            last = self.step == options.max_steps
+            if self.heldout and (
+                last or (options.eval_every and self.step % options.eval_every == 0)
+            ):
+                metrics = self.evaluate()
+            progress = Progress(
+                self.step, options.max_steps, self.epoch, total,
+                float(self.scheduler.get_last_lr()[0]), metrics,
+            )  # fmt: skip
+            self.history.append(progress)
+            if self.step % options.log_every == 0 or metrics is not None:
+                rate = self.step / max(1e-9, time.perf_counter() - started)
+                logger.info(
+                    "step %d/%d loss %.4f lr %.2e (%.2f steps/s)%s", self.step, options.max_steps,
+                    total, progress.learning_rate, rate, f" {metrics}" if metrics else "",
+                )  # fmt: skip
+            stop = bool(callback(progress)) if callback is not None else False
+            periodic = options.checkpoint_every and self.step % options.checkpoint_every == 0
+            if self.output_dir is not None and (periodic or stop or last):
+                self.save_state(self.output_dir / STATE_FILE)
+            if stop:
+                break
+        return self.history
+
+    def evaluate(self) -> dict[str, float]:
+        """The task's numbers on the held-out utterances (RNG states are left untouched)."""
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            metrics = self.task.evaluate(self.model, self.heldout)
+        self.model.train(was_training)
+        return metrics
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def save_state(self, path: str | Path) -> None:
+        """Everything needed to continue exactly where this run is."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        numpy_state = tuple(np.random.get_state(legacy=True))
+        state = {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "position": {"step": self.step, "epoch": self.epoch, "batch_index": self.batch_index},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "numpy": [
+                    numpy_state[0],
+                    torch.from_numpy(np.asarray(numpy_state[1]).copy()),
+                    *numpy_state[2:],
+                ],
+            },
+            "options": asdict(self.options),
+        }
+        partial = path.with_suffix(".partial")
+        torch.save(state, partial)
+        partial.replace(path)  # a crash while writing never leaves a broken checkpoint
+        logger.info("Checkpoint at step %d written to %s", self.step, path)
+
+    def load_state(self, path: str | Path) -> None:
+        """Restore a :meth:`save_state` checkpoint (strict: the model must be the same)."""
+        try:
+            state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"Cannot read the training checkpoint {path}: {exc}") from exc
+        saved = state["options"]
+        for name in ("max_steps", "seed", "batch_seconds", "max_batch_size", "grad_accumulation"):
+            if saved.get(name) != getattr(self.options, name):
+                raise CheckpointError(
+                    f"{path} was written with {name}={saved.get(name)!r}, this run has "
+                    f"{getattr(self.options, name)!r}: resume with the same options, or start "
+                    "in a new output directory."
+                )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        position = state["position"]
+        self.step, self.epoch = int(position["step"]), int(position["epoch"])
+        self.batch_index = int(position["batch_index"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(_as_tuple(rng["python"]))
+        numpy_state = rng["numpy"]
+        np.random.set_state((numpy_state[0], numpy_state[1].numpy(), *numpy_state[2:]))
+        logger.info("Resumed from %s at step %d", path, self.step)
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def steps_per_epoch(trainer: Trainer) -> int:
+    """Optimizer steps that one pass over the training set takes."""
+    return math.ceil(len(trainer._epoch_batches(0)) / trainer.options.grad_accumulation)
