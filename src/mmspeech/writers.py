@@ -22,7 +22,7 @@ def format_transcription(t: Transcription, fmt: str) -> str:
     fmt = _check_format(fmt)
     segments = [s for s in t.segments if s.text.strip()]
     if fmt == "txt":
-        lines = [s.text.strip() for s in segments] or ([t.text.strip()] if t.text.strip() else [])
+        lines = [_one_line(s) for s in segments] or ([t.text.strip()] if t.text.strip() else [])
         return "".join(line + "\n" for line in lines)
     if fmt == "json":
         return json.dumps(t.to_dict(), ensure_ascii=False, indent=2) + "\n"

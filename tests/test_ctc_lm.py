@@ -1,0 +1,109 @@
+"""n-gram LM decoding: a tiny ARPA model written here pulls an ambiguous decode to an LM word."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from mmspeech.ctc import greedy_spans
+from mmspeech.ctc.lm import LMDecoder
+from mmspeech.errors import CheckpointNotFoundError, ConfigError, MissingDependencyError
+
+pytest.importorskip("kenlm", reason="n-gram LM decoding needs the 'lm' extra (kenlm)")
+
+LABELS = ["<pad>", "<s>", "</s>", "<unk>", "|", "c", "a", "o", "t", "s"]
+IDS = {label: i for i, label in enumerate(LABELS)}
+ARPA = """\\data\\
+ngram 1=5
+ngram 2=2
+
+\\1-grams:
+-1.0\t<s>\t-0.3
+-0.5\t</s>
+-0.3\tcat\t-0.3
+-0.7\tsat\t-0.3
+-3.0\t<unk>
+
+\\2-grams:
+-0.1\t<s> cat
+-0.1\tcat sat
+
+\\end\\
+"""
+
+
+@pytest.fixture
+def arpa(tmp_path):
+    path = tmp_path / "tiny.arpa"
+    path.write_text(ARPA)
+    return path
+
+
+def emissions(frames: list[str | dict[str, float]]) -> np.ndarray:
+    """(T, V) log-probs: a label per frame at 0.9, or a {label: probability} mix."""
+    rows = []
+    for frame in frames:
+        probs = np.full(len(LABELS), 1e-4)
+        for label, p in frame.items() if isinstance(frame, dict) else [(frame, 0.9)]:
+            probs[IDS[label]] = p
+        rows.append(np.log(probs / probs.sum()))
+    return np.array(rows, dtype=np.float32)
+
+
+def greedy_text(log_probs: np.ndarray) -> str:
+    text = "".join(LABELS[s.token_id] for s in greedy_spans(log_probs, IDS["<pad>"]))
+    return " ".join(text.replace("|", " ").split())
+
+
+# "c ? t | s a t" where the acoustics slightly prefer "o" over "a".
+AMBIGUOUS = ["c", "<pad>", {"o": 0.5, "a": 0.4}, "<pad>", "t", "|", "s", "a", "t", "<pad>"]
+
+
+def test_the_lm_pulls_an_ambiguous_word_to_the_one_it_knows(arpa):
+    log_probs = emissions(AMBIGUOUS)
+    assert greedy_text(log_probs) == "cot sat"
+    assert LMDecoder(LABELS, arpa, alpha=0.0, beta=0.0).decode(log_probs) == "cot sat"
+    assert LMDecoder(LABELS, arpa, alpha=0.5, beta=1.0).decode(log_probs) == "cat sat"
+
+
+def test_a_clear_acoustic_signal_beats_a_weak_lm(arpa):
+    log_probs = emissions(
+        [{"o": 0.95, "a": 0.001} if isinstance(f, dict) else f for f in AMBIGUOUS]
+    )
+    assert LMDecoder(LABELS, arpa, alpha=0.1, beta=0.0).decode(log_probs) == "cot sat"
+
+
+def test_without_lm_weight_the_beam_agrees_with_greedy_on_peaky_emissions(arpa):
+    rng = np.random.default_rng(0)
+    frames: list[str | dict[str, float]] = []
+    for _ in range(300):
+        label = rng.choice(["<pad>", "<pad>", "|", "c", "a", "o", "t", "s"])
+        frames += [str(label)] * int(rng.integers(1, 4))
+    log_probs = emissions(frames)
+    decoder = LMDecoder(LABELS, arpa, alpha=0.0, beta=0.0, beam_width=8)
+    assert decoder.decode(log_probs) == greedy_text(log_probs)
+    assert len(greedy_text(log_probs)) > 100
+
+
+def test_repeats_need_a_blank_between_them(arpa):
+    decoder = LMDecoder(LABELS, arpa, alpha=0.0, beta=0.0)
+    assert decoder.decode(emissions(["s", "a", "a", "t"])) == "sat"
+    assert decoder.decode(emissions(["s", "a", "<pad>", "a", "t"])) == "saat"
+
+
+def test_errors_are_clear(arpa, tmp_path, monkeypatch):
+    with pytest.raises(CheckpointNotFoundError, match="KenLM language model not found"):
+        LMDecoder(LABELS, tmp_path / "missing.arpa")
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("not an arpa file\n")
+    with pytest.raises(ConfigError, match="Cannot read the KenLM model"):
+        LMDecoder(LABELS, bad)
+    with pytest.raises(ConfigError, match="10 labels"):
+        LMDecoder(LABELS, arpa).decode(np.zeros((4, 7), dtype=np.float32))
+    with pytest.raises(ConfigError, match="blank"):
+        LMDecoder(["a", "b"], arpa)
+    monkeypatch.setitem(sys.modules, "kenlm", None)
+    with pytest.raises(MissingDependencyError, match=r"mmspeech\[lm\]"):
+        LMDecoder(LABELS, arpa)
