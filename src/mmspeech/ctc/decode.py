@@ -19,6 +19,7 @@ from mmspeech.errors import ConfigError
 from mmspeech.results import Word
 
 T = TypeVar("T", bound=Hashable)
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def runs(items: Iterable[T]) -> list[tuple[T, int, int]]:
     return out
 
 
-def split_words(items: Sequence[T], is_delimiter: Callable[[T], bool]) -> list[list[T]]:
+def split_words(items: Sequence[Item], is_delimiter: Callable[[Item], bool]) -> list[list[Item]]:
     """The non-empty runs of items between delimiters (leading/trailing/double ones ignored)."""
     return [list(group) for key, group in itertools.groupby(items, key=is_delimiter) if not key]
 

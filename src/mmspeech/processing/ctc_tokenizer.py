@@ -10,7 +10,6 @@ the whitespace around them) before the rest is split into characters.
 from __future__ import annotations
 
 import difflib
-import itertools
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from mmspeech.checkpoints import resolve
+from mmspeech.ctc.decode import runs, split_words
 from mmspeech.errors import CheckpointError, ConfigError, LanguageError
 from mmspeech.processing.batch import BatchFeature
 
@@ -455,14 +455,9 @@ class Wav2Vec2CTCTokenizer:
 
     def _collapse(self, tokens: list[str], group_tokens: bool) -> Offsets:
         """Merge runs of a token, drop blanks, map the delimiter; keep each char's frame span."""
-        runs = (
-            [(t, len(list(g))) for t, g in itertools.groupby(tokens)]
-            if group_tokens
-            else [(t, 1) for t in tokens]
-        )
-        chars, end = [], 0
-        for token, count in runs:
-            start, end = end, end + count
+        spans = runs(tokens) if group_tokens else [(t, i, i + 1) for i, t in enumerate(tokens)]
+        chars = []
+        for token, start, end in spans:
             if token == self.pad_token:
                 continue
             char = self.replace_word_delimiter_char if token == self.word_delimiter_token else token
@@ -582,14 +577,10 @@ def _closest_languages(code: str, languages: Sequence[str], limit: int = 6) -> l
 
 def _word_offsets(chars: Offsets, delimiter: str) -> Offsets:
     """Words are the runs of characters between delimiters, from their first to last frame."""
-    words = []
-    for is_space, run in itertools.groupby(chars, key=lambda c: c["char"] == delimiter):
-        if not is_space:
-            group = list(run)
-            words.append({"word": "".join(c["char"] for c in group),
-                          "start_offset": group[0]["start_offset"],
-                          "end_offset": group[-1]["end_offset"]})  # fmt: skip
-    return words
+    return [{"word": "".join(c["char"] for c in group),
+             "start_offset": group[0]["start_offset"],
+             "end_offset": group[-1]["end_offset"]}
+            for group in split_words(chars, lambda c: c["char"] == delimiter)]  # fmt: skip
 
 
 def _to_python(ids: Any) -> Any:
