@@ -116,3 +116,24 @@ def test_longer_random_alignment_is_consistent_with_ctc_loss():
     for before, after in itertools.pairwise(spans):
         assert before.start_frame < before.end_frame <= after.start_frame
     assert spans[0].start_frame >= 0 and spans[-1].end_frame <= frames
+
+
+@pytest.mark.parametrize("budget", [1, 7 * 81, 50 * 81, 399 * 81])
+def test_bounded_memory_blocks_give_the_same_path(budget):
+    """With back-pointers for only a few frames at a time (81 states here), the path is the same."""
+    generator = torch.Generator().manual_seed(1)
+    log_probs = torch.randn(400, 12, generator=generator).mul(2).log_softmax(-1)
+    targets = torch.randint(1, 12, (40,), generator=generator)
+    states, score = viterbi_path(log_probs, targets, blank_id=BLANK)
+    blocked, blocked_score = viterbi_path(log_probs, targets, BLANK, max_backpointer_bytes=budget)
+    np.testing.assert_array_equal(blocked, states)
+    assert blocked_score == score
+    spans = forced_align(log_probs, targets, BLANK, max_backpointer_bytes=budget)
+    assert spans == forced_align(log_probs, targets, BLANK)
+
+
+def test_a_single_frame_aligns_a_single_token():
+    (span,) = forced_align(peaky([2]), [2], blank_id=BLANK)
+    assert (span.token_id, span.start_frame, span.end_frame) == (2, 0, 1)
+    with pytest.raises(AlignmentError, match="too long"):
+        forced_align(peaky([2]), [2, 3], blank_id=BLANK)

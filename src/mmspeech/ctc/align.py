@@ -5,7 +5,8 @@ The targets ``y_1..y_L`` are interleaved with blanks into ``2L + 1`` states
 next one, or skips a blank (allowed only between *different* labels: equal consecutive labels need
 a blank between them). Viterbi keeps, per state, the best log-probability of a path ending there;
 the update is vectorised over all states, the loop runs over time only. Memory is one byte per
-(frame, state) for the back-pointers (15,000 frames = 5 minutes × 3,000 characters: 90 MB).
+(frame, state) for the back-pointers (5 minutes × 3,000 characters: 90 MB); longer inputs are
+done in blocks within a fixed budget, so an hour of audio aligns in bounded memory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 from mmspeech.ctc.decode import TokenSpan, as_log_probs, runs
 from mmspeech.errors import AlignmentError
 
+MAX_BACKPOINTER_BYTES = 256 * 2**20  # one byte per (frame, state); beyond it, blocks (see below)
+
 
 def min_frames(targets: Sequence[int]) -> int:
     """Frames a CTC path needs for ``targets``: one per token, plus a blank between repeats."""
@@ -26,13 +29,22 @@ def min_frames(targets: Sequence[int]) -> int:
     return len(targets) + repeats
 
 
-def viterbi_path(log_probs: Any, targets: Any, blank_id: int) -> tuple[np.ndarray, float]:
+def viterbi_path(
+    log_probs: Any,
+    targets: Any,
+    blank_id: int,
+    *,
+    max_backpointer_bytes: int = MAX_BACKPOINTER_BYTES,
+) -> tuple[np.ndarray, float]:
     """The best CTC path of ``targets`` through ``log_probs``.
 
     Args:
         log_probs: ``(T, V)`` log-probabilities (or logits; normalised here), tensor or array.
         targets: ``(L,)`` token ids, no blanks.
         blank_id: the CTC blank.
+        max_backpointer_bytes: memory for back-pointers. Beyond it, the frames are cut into
+            blocks: one pass keeps only each block's starting scores, then each block is redone
+            with its back-pointers while tracing back (twice the time, bounded memory).
 
     Returns:
         ``(states, log_prob)``: per frame the state index into the blank-interleaved targets
@@ -56,9 +68,47 @@ def viterbi_path(log_probs: Any, targets: Any, blank_id: int) -> tuple[np.ndarra
     emissions = scores.numpy()  # (T, V)
     best = np.full(num_states, -np.inf)  # (S,) best log-prob of a path ending in each state
     best[:2] = emissions[0, labels[:2]]  # a path starts on the first blank or the first token
-    back = np.zeros((frames, num_states), dtype=np.uint8)  # 0 stay, 1 step, 2 skip
-    step, skip = np.full(num_states, -np.inf), np.full(num_states, -np.inf)
-    for t in range(1, frames):
+    block = max(1, max_backpointer_bytes // num_states)
+    blocks = [(t, min(t + block, frames)) for t in range(1, frames, block)]
+    checkpoints = []
+    for t0, t1 in blocks:  # first pass: scores at each block's start (one block: nothing to do)
+        checkpoints.append(best.copy())
+        if len(checkpoints) < len(blocks):
+            _forward(best, emissions[t0:t1], labels, no_skip, None)
+    states = np.empty(frames, dtype=np.int64)
+    total = float("nan")
+    for index in range(len(blocks) - 1, -2, -1):  # second pass, last block first
+        if index >= 0:
+            t0, t1 = blocks[index]
+            best = checkpoints[index]
+            back = np.empty((t1 - t0, num_states), dtype=np.uint8)  # 0 stay, 1 step, 2 skip
+            _forward(best, emissions[t0:t1], labels, no_skip, back)
+        if index == len(blocks) - 1:  # a path ends on the last token or the blank after it
+            states[-1] = num_states - 1 if best[-1] >= best[-2] else num_states - 2
+            total = float(best[states[-1]])
+            if not np.isfinite(total):
+                raise AlignmentError(
+                    f"No CTC path spells the {len(ids)} target tokens in {frames} frames (every "
+                    "path has probability zero): check that the emissions and the transcript "
+                    "belong together."
+                )
+        if index >= 0:
+            for t in range(t1 - 1, t0 - 1, -1):
+                states[t - 1] = states[t] - back[t - t0, states[t]]
+    return states, total
+
+
+def _forward(
+    best: np.ndarray,
+    emissions: np.ndarray,
+    labels: np.ndarray,
+    no_skip: np.ndarray,
+    back: np.ndarray | None,
+) -> None:
+    """Advance the Viterbi scores ``best`` (S,) in place over ``emissions`` (T', V) frames,
+    writing each frame's chosen move into ``back`` (T', S) if given."""
+    step, skip = np.full_like(best, -np.inf), np.full_like(best, -np.inf)
+    for t, row in enumerate(emissions):
         step[1:] = best[:-1]
         skip[2:] = best[:-2]
         skip[no_skip] = -np.inf
@@ -66,30 +116,25 @@ def viterbi_path(log_probs: Any, targets: Any, blank_id: int) -> tuple[np.ndarra
         np.maximum(best, step, out=best)
         skipped = skip > best
         np.maximum(best, skip, out=best)
-        back[t] = np.where(skipped, 2, moved)
-        best += emissions[t, labels]
-    # A path ends on the last token or the blank after it.
-    last = num_states - 1 if best[-1] >= best[-2] else num_states - 2
-    total = float(best[last])
-    if not np.isfinite(total):
-        raise AlignmentError(
-            f"No CTC path spells the {len(ids)} target tokens in {frames} frames (every path has "
-            "probability zero): check that the emissions and the transcript belong together."
-        )
-    states = np.empty(frames, dtype=np.int64)
-    states[-1] = last
-    for t in range(frames - 1, 0, -1):
-        states[t - 1] = states[t] - back[t, states[t]]
-    return states, total
+        if back is not None:
+            back[t] = np.where(skipped, 2, moved)
+        best += row[labels]
 
 
-def forced_align(log_probs: Any, targets: Any, blank_id: int) -> list[TokenSpan]:
+def forced_align(
+    log_probs: Any,
+    targets: Any,
+    blank_id: int,
+    *,
+    max_backpointer_bytes: int = MAX_BACKPOINTER_BYTES,
+) -> list[TokenSpan]:
     """Place each target token on the frames of the best CTC path.
 
     Args:
         log_probs: ``(T, V)`` log-probabilities (or logits), tensor or array.
         targets: ``(L,)`` token ids of the transcript (no blanks), list, tensor or array.
         blank_id: the CTC blank.
+        max_backpointer_bytes: memory bound of the search, see :func:`viterbi_path`.
 
     Returns:
         One :class:`TokenSpan` per target, in order; ``probability`` is the mean of the token's
@@ -99,7 +144,7 @@ def forced_align(log_probs: Any, targets: Any, blank_id: int) -> list[TokenSpan]
         AlignmentError: see :func:`viterbi_path`.
     """
     scores = as_log_probs(log_probs)
-    states, _ = viterbi_path(scores, targets, blank_id)
+    states, _ = viterbi_path(scores, targets, blank_id, max_backpointer_bytes=max_backpointer_bytes)
     ids = _as_ids(targets)
     spans = []
     for state, start, end in runs(states.tolist()):
