@@ -12,7 +12,7 @@ import pytest
 import soundfile
 import torch
 
-from mmspeech.audio import load_audio, resample, to_mono
+from mmspeech.audio import load_audio, resample, save_audio, to_mono
 from mmspeech.errors import AudioError, MissingDependencyError
 
 
@@ -276,3 +276,81 @@ def test_ffmpeg_fallback_decodes_other_containers(tmp_path: Path, suffix: str, c
         assert dominant_frequency(loaded, 16000) == pytest.approx(440, abs=2)
         # Channels are averaged as for soundfile-decoded audio: a 0.4-amplitude sine.
         assert np.abs(loaded[2000:-2000]).max() == pytest.approx(0.4, abs=0.04)
+
+
+# -- save_audio -----------------------------------------------------------------------------------
+
+
+def test_save_pcm16_wav_stores_rounded_scaled_samples(tmp_path: Path) -> None:
+    waveform = sine(440.0, 16000, 0.5, amplitude=0.8)
+    path = tmp_path / "speech.wav"
+    save_audio(path, torch.from_numpy(waveform), 16000)
+    info = soundfile.info(str(path))
+    assert (info.format, info.subtype, info.samplerate, info.channels) == (
+        "WAV",
+        "PCM_16",
+        16000,
+        1,
+    )
+    assert info.frames == len(waveform)
+    stored, rate = soundfile.read(str(path), dtype="int16")
+    assert rate == 16000
+    np.testing.assert_array_equal(stored, np.round(waveform * 32767.0).astype(np.int16))
+
+
+def test_save_pcm16_clips_out_of_range_samples(tmp_path: Path) -> None:
+    path = tmp_path / "loud.wav"
+    save_audio(path, np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.5], dtype=np.float32), 8000)
+    stored, _ = soundfile.read(str(path), dtype="int16")
+    # clipped, not wrapped around
+    np.testing.assert_array_equal(stored, [-32767, -32767, -16384, 0, 16384, 32767, 32767])
+
+
+def test_save_float_wav_is_bit_exact_and_unclipped(tmp_path: Path) -> None:
+    waveform = np.array([-1.5, -0.25, 1e-7, 0.3333, 1.25], dtype=np.float32)
+    path = tmp_path / "float.wav"
+    save_audio(path, waveform, 22050, subtype="FLOAT")
+    assert soundfile.info(str(path)).subtype == "FLOAT"
+    stored, rate = soundfile.read(str(path), dtype="float32")
+    assert rate == 22050
+    np.testing.assert_array_equal(stored, waveform)
+
+
+def test_save_to_file_object_defaults_to_wav_and_loads_back() -> None:
+    waveform = sine(300.0, 16000, 0.25)
+    buffer = io.BytesIO()
+    save_audio(buffer, waveform, 16000, subtype="FLOAT")
+    assert buffer.getvalue()[:4] == b"RIFF"
+    np.testing.assert_array_equal(load_audio(buffer.getvalue()), waveform)
+
+
+def test_save_stereo_and_flac_by_extension(tmp_path: Path) -> None:
+    left, right = sine(200.0, 16000, 0.25), sine(900.0, 16000, 0.25)
+    path = tmp_path / "stereo.flac"
+    save_audio(path, np.stack([left, right]), 16000)
+    stored, _ = soundfile.read(str(path), dtype="float32")
+    assert soundfile.info(str(path)).format == "FLAC" and stored.shape == (len(left), 2)
+    assert np.abs(stored[:, 1] - right).max() < 1e-4
+
+
+def test_save_audio_rejects_bad_input(tmp_path: Path) -> None:
+    good = np.zeros(100, dtype=np.float32)
+    with pytest.raises(AudioError, match="PCM_16"):
+        save_audio(tmp_path / "a.wav", good, 16000, subtype="PCM_8")
+    with pytest.raises(AudioError, match="sample_rate"):
+        save_audio(tmp_path / "a.wav", good, 0)
+    with pytest.raises(AudioError, match="transpose"):
+        save_audio(tmp_path / "a.wav", np.zeros((100, 2), dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="no audio samples"):
+        save_audio(tmp_path / "a.wav", np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="NaN"):
+        save_audio(tmp_path / "a.wav", np.array([0.0, np.nan], dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="floating-point"):
+        save_audio(tmp_path / "a.wav", np.zeros(10, dtype=np.int16), 16000)
+    with pytest.raises(AudioError, match="does not exist"):
+        save_audio(tmp_path / "missing" / "a.wav", good, 16000)
+    with pytest.raises(AudioError, match="Unknown audio format"):
+        save_audio(tmp_path / "a.wav", good, 16000, format="NOPE")
+    with pytest.raises(AudioError, match="Cannot write"):
+        save_audio(tmp_path / "a.xyz", good, 16000)
+    assert not (tmp_path / "a.wav").exists()

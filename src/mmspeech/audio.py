@@ -218,3 +218,73 @@ def _decode_with_ffmpeg(
             f"({reason}). Is it an audio file?"
         )
     return np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+SAVE_SUBTYPES = ("PCM_16", "FLOAT")  # 16-bit integer PCM (clipped to [-1, 1]) or 32-bit float
+MAX_CHANNELS = 64  # a larger first axis is almost certainly (samples, channels) by mistake
+
+
+def save_audio(
+    destination: str | os.PathLike[str] | IO[bytes],
+    waveform: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    subtype: str = "PCM_16",
+    format: str | None = None,
+) -> None:
+    """Write a waveform as an audio file (WAV unless the file name or ``format`` says otherwise).
+
+    Args:
+        destination: a path, or a binary file object opened for writing.
+        waveform: float samples in [-1, 1]: ``(samples,)`` mono or ``(channels, samples)``.
+        sample_rate: in Hz (e.g. ``model.config.sampling_rate``).
+        subtype: ``"PCM_16"`` (16-bit integers ``round(x * 32767)``, after clipping to [-1, 1]) or
+            ``"FLOAT"`` (32-bit float, written as is).
+        format: a soundfile container name such as ``"WAV"`` or ``"FLAC"``; None takes it from
+            the path's extension, and means WAV for file objects and extension-less paths.
+
+    Raises:
+        AudioError: an unknown subtype or format, a bad rate or shape, no samples, NaN/inf
+            samples, or a destination that cannot be written.
+    """
+    _check_rate(sample_rate, "sample_rate")
+    if subtype not in SAVE_SUBTYPES:
+        raise AudioError(
+            f"subtype must be one of {', '.join(SAVE_SUBTYPES)}, got {subtype!r}: use PCM_16 "
+            "for 16-bit WAV or FLOAT for 32-bit float WAV."
+        )
+    samples = np.asarray(_to_numpy(waveform))
+    if not np.issubdtype(samples.dtype, np.floating):
+        raise AudioError(
+            f"Expected a floating-point waveform in [-1, 1], got dtype {samples.dtype}; "
+            "convert integer PCM with load_audio or divide by its full-scale value."
+        )
+    if samples.ndim not in (1, 2) or (samples.ndim == 2 and samples.shape[0] > MAX_CHANNELS):
+        raise AudioError(
+            f"Expected a (samples,) or (channels, samples) waveform with at most {MAX_CHANNELS} "
+            f"channels, got shape {samples.shape}; transpose a (samples, channels) array."
+        )
+    _check_samples(samples, "the waveform to save")
+    samples = samples.astype(np.float32, copy=False)
+    if subtype == "PCM_16":  # converted here, so rounding and clipping are ours, not libsndfile's
+        samples = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    frames = samples if samples.ndim == 1 else samples.T  # soundfile wants (frames, channels)
+    is_path = isinstance(destination, (str, os.PathLike))
+    if format is None and (not is_path or not Path(os.fspath(destination)).suffix):
+        format = "WAV"
+    if format is not None and format.upper() not in soundfile.available_formats():
+        raise AudioError(
+            f"Unknown audio format {format!r}; expected one of "
+            f"{', '.join(sorted(soundfile.available_formats()))} (e.g. 'WAV')."
+        )
+    target: Any = Path(os.fspath(destination)).expanduser() if is_path else destination
+    if is_path and not target.parent.is_dir():
+        raise AudioError(f"Cannot write {target}: the directory {target.parent} does not exist.")
+    try:
+        soundfile.write(target, frames, int(sample_rate), subtype=subtype, format=format)
+    except (soundfile.SoundFileError, TypeError, ValueError) as exc:
+        raise AudioError(
+            f"Cannot write the waveform as {format or 'audio'} {subtype} to {destination!r}: "
+            f"{exc}. Use a .wav path (or format='WAV') and a writable destination."
+        ) from exc
