@@ -185,3 +185,15 @@ class Synthesis:
             "duration": self.duration,
             "waveform": self.waveform.astype(float).tolist(),
         }
+
+    def save(self, path: Any, subtype: str = "PCM_16", format: str | None = None) -> None:
+        """Write the speech as a WAV file (or ``format``); see :func:`mmspeech.audio.save_audio`.
+
+        Args:
+            path: a path or a binary file object.
+            subtype: ``"PCM_16"`` (16-bit, clipped to [-1, 1]) or ``"FLOAT"`` (32-bit float).
+            format: e.g. ``"WAV"`` or ``"FLAC"``; None: from the extension, else WAV.
+        """
+        from mmspeech.audio import save_audio  # soundfile is loaded only when writing
+
+        save_audio(path, self.waveform, self.sample_rate, subtype=subtype, format=format)
