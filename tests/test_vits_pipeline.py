@@ -16,6 +16,8 @@ import torch
 
 import mmspeech
 from mmspeech import VitsModel, VitsTokenizer, set_seed
+from mmspeech.audio import save_audio
+from mmspeech.results import Synthesis
 from test_vits_model import TINY_VITS, reference_vits
 
 transformers = pytest.importorskip("transformers")
@@ -123,6 +125,19 @@ def test_text_to_speech_pipeline(eng):
     assert [len(r["audio"]) % 8 for r in both] == [0, 0]
     slow = synthesiser("Hello there", forward_params={"speaking_rate": 0.5, "noise_scale": 0.0})
     assert len(slow["audio"]) > 0
+
+
+def test_pipeline_output_written_as_wav(eng, tmp_path):
+    synthesiser = mmspeech.pipeline("text-to-speech", model=str(eng))
+    out = synthesiser("Hello there", forward_params={"noise_scale": 0.0})
+    save_audio(tmp_path / "float.wav", out["audio"], out["sampling_rate"], subtype="FLOAT")
+    stored, rate = soundfile.read(tmp_path / "float.wav", dtype="float32")
+    assert rate == 16_000 and np.array_equal(stored, out["audio"])
+    Synthesis(out["audio"], out["sampling_rate"]).save(tmp_path / "pcm.wav")
+    assert soundfile.info(str(tmp_path / "pcm.wav")).subtype == "PCM_16"
+    pcm, rate = soundfile.read(tmp_path / "pcm.wav", dtype="int16")
+    expected = np.round(np.clip(out["audio"], -1, 1) * 32767).astype(np.int16)
+    assert rate == 16_000 and np.array_equal(pcm, expected) and np.abs(pcm).max() > 0
 
 
 def test_padded_tokenizer_batch_through_the_model(eng):

@@ -125,7 +125,12 @@ class AudioClassificationPipeline(_Pipeline):
 
 
 class TextToSpeechPipeline:
-    """Text -> ``{"audio": float32 (samples,), "sampling_rate": int}`` with a VITS model."""
+    """Text -> ``{"audio": float32 (samples,), "sampling_rate": int}`` with a VITS model.
+
+    Write the result as a WAV file with :func:`mmspeech.audio.save_audio`:
+    ``save_audio("speech.wav", out["audio"], out["sampling_rate"])`` gives 16-bit PCM (clipped
+    to [-1, 1]); ``subtype="FLOAT"`` keeps the float32 samples exactly.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, device: Any = None):
         self.model = model.to(device) if device is not None else model
