@@ -210,3 +210,37 @@ def espeak(text: str, voice: str = "en", seconds: float | None = None) -> np.nda
     pause = np.zeros(int(0.4 * 16_000), dtype=np.float32)
     repeats = int(np.ceil(seconds * 16_000 / (len(audio) + len(pause))))
     return np.concatenate([np.concatenate([audio, pause])] * repeats)
+
+
+def build_server_models(root: Path) -> Path:
+    """A models directory for the server tests and benchmark: ASR with eng/fra/deu adapters
+    (``mms-tiny-all``), language ID favouring French (``mms-lid-tiny``), TTS ``mms-tts-eng`` and
+    ``mms-tts-fra``."""
+    from test_vits_pipeline import tts_checkpoint
+
+    asr = root / "mms-tiny-all"
+    sizes = {lang: len(SPECIALS) + len(letters) for lang, letters in LETTERS.items()}
+    base = reference_model("wav2vec2", "ctc", seed=0, vocab_size=sizes["eng"], **MMS)
+    base.save_pretrained(asr)
+    for seed, lang in enumerate(LETTERS):
+        donor = reference_model("wav2vec2", "ctc", seed=seed, vocab_size=sizes[lang], **MMS)
+        tensors = {k: v.detach().contiguous() for k, v in donor._get_adapters().items()}
+        save_file(tensors, asr / f"adapter.{lang}.safetensors")
+    vocab_file = root / "vocab.json"
+    vocab_file.write_text(json.dumps({lang: vocab_for(ls) for lang, ls in LETTERS.items()}))
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab_file), target_lang="eng")
+    extractor = transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True)
+    transformers.Wav2Vec2Processor(
+        feature_extractor=extractor, tokenizer=tokenizer
+    ).save_pretrained(asr)
+    vocab_file.unlink()
+    build_lid_checkpoint(root / "mms-lid-tiny", favour="fra")
+    tts_checkpoint(root / "mms-tts-eng", "eng", False, seed=0)
+    tts_checkpoint(root / "mms-tts-fra", "fra", False, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def server_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The models directory of :func:`build_server_models`, built once per session."""
+    return build_server_models(tmp_path_factory.mktemp("server-models"))

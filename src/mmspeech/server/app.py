@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -20,7 +21,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from mmspeech import __version__
-from mmspeech.server.errors import APIError, error_response, install_error_handlers
+from mmspeech.server.errors import (
+    ERROR_RESPONSES,
+    APIError,
+    error_response,
+    install_error_handlers,
+)
 from mmspeech.server.metrics import Metrics, Samples
 from mmspeech.server.registry import ALIASES, Loader, ModelRegistry
 from mmspeech.server.routes import router
@@ -93,13 +99,30 @@ def create_app(settings: ServerSettings, loaders: Mapping[str, Loader] | None = 
         description="MMS speech recognition, language identification and text to speech behind "
         "the OpenAI audio API.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.state.mmspeech = state
     install_error_handlers(app)
     app.middleware("http")(_guard(state))
     app.include_router(router)
     _add_service_routes(app, state)
+    if settings.api_key:
+        app.openapi = partial(_openapi_with_bearer, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document saying that every operation but the open ones needs a Bearer key."""
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearerAuth"] = {"type": "http", "scheme": "bearer"}
+        document["security"] = [{"bearerAuth": []}]
+        for path in OPEN_PATHS:
+            for operation in document["paths"].get(path, {}).values():
+                operation["security"] = []
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 def _guard(

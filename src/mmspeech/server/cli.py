@@ -144,5 +144,11 @@ def run(args: argparse.Namespace) -> int:
         logger.warning(
             "listening on %s without an API key: anyone who can reach it may use it", args.host
         )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
+    )
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mmspeech.errors import (
@@ -40,6 +41,36 @@ _TYPES = {
     500: "server_error",
     503: "server_error",
     504: "server_error",
+}
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+# documented on every operation, so the OpenAPI document lists the errors clients really get
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Invalid input: audio, language, model type, text",
+        401: "Missing or wrong API key",
+        404: "Unknown model, voice or endpoint",
+        413: "Upload, audio duration or text over the server's limit",
+        415: "Wrong content type",
+        422: "A parameter out of its range or of the wrong type",
+        429: "Queue full; retry after Retry-After seconds",
+        503: "Server shutting down; retry after Retry-After seconds",
+        504: "The request took longer than the server's timeout",
+    }.items()
 }
 
 

@@ -1,0 +1,206 @@
+"""The server's parts on their own: the scheduler (bounded queue, timeouts, micro-batching), the
+registry (allow-list, lazy loading, LRU eviction within a memory budget), metrics, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from mmspeech.errors import ConfigError
+from mmspeech.server.cli import parse_models, register, settings_from_args
+from mmspeech.server.errors import APIError
+from mmspeech.server.metrics import Metrics
+from mmspeech.server.registry import ModelRegistry, kind_of_checkpoint
+from mmspeech.server.scheduler import Scheduler
+from mmspeech.server.settings import ServerSettings
+
+
+def scheduler(**changes: Any) -> Scheduler:
+    options: dict[str, Any] = {"max_queue": 4, "max_batch": 4, "batch_wait": 0.05, "workers": 1,
+                               "retry_after": 3, "metrics": Metrics()}  # fmt: skip
+    return Scheduler(**{**options, **changes})
+
+
+def test_full_queue_is_refused_with_retry_after():
+    async def scenario() -> None:
+        jobs = scheduler(max_queue=2)
+        await jobs.start()
+        release = threading.Event()
+
+        def blocked(items: list[Any]) -> list[Any]:
+            release.wait(10)
+            return items
+
+        first = asyncio.create_task(jobs.submit(blocked, 1))
+        second = asyncio.create_task(jobs.submit(blocked, 2))
+        await asyncio.sleep(0.1)
+        assert jobs.depth == 2
+        with pytest.raises(APIError) as refused:
+            await jobs.submit(blocked, 3)
+        assert refused.value.status == 429
+        assert refused.value.headers == {"Retry-After": "3"}
+        release.set()
+        assert await first == 1 and await second == 2
+        assert jobs.depth == 0
+        assert await jobs.submit(blocked, 4) == 4  # serving again
+        await jobs.stop()
+        with pytest.raises(APIError) as stopped:
+            await jobs.submit(blocked, 5)
+        assert stopped.value.status == 503 and "Retry-After" in stopped.value.headers
+
+    asyncio.run(scenario())
+
+
+def test_timeout_gives_504_and_the_queue_recovers():
+    async def scenario() -> None:
+        jobs = scheduler()
+        await jobs.start()
+        release = threading.Event()
+
+        def slow(items: list[Any]) -> list[Any]:
+            release.wait(10)
+            return items
+
+        with pytest.raises(APIError) as late:
+            await jobs.submit(slow, 1, timeout=0.05)
+        assert late.value.status == 504 and "0.05 s" in late.value.message
+        release.set()
+        assert await jobs.submit(lambda items: [x * 2 for x in items], 21) == 42
+        await jobs.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("max_batch", [1, 3])
+def test_same_key_jobs_share_a_call_up_to_max_batch(max_batch):
+    calls: list[list[Any]] = []
+
+    def run(items: list[Any]) -> list[Any]:
+        calls.append(list(items))
+        return [f"done {x}" for x in items]
+
+    async def scenario() -> list[Any]:
+        jobs = scheduler(max_batch=max_batch, max_queue=16, batch_wait=0.2)
+        await jobs.start()
+        tasks = [jobs.submit(run, i, key="fra") for i in range(5)]
+        tasks.append(jobs.submit(run, "x", key="deu"))
+        results = await asyncio.gather(*tasks)
+        await jobs.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results == [f"done {x}" for x in [0, 1, 2, 3, 4, "x"]]
+    assert max(len(call) for call in calls) == max_batch
+    assert sum(len(call) for call in calls) == 6
+    assert ["x"] in calls  # another language never joins a French batch
+
+
+def test_an_error_in_a_job_reaches_its_caller_only():
+    async def scenario() -> None:
+        jobs = scheduler()
+        await jobs.start()
+
+        def broken(items: list[Any]) -> list[Any]:
+            raise ValueError("bad input")
+
+        with pytest.raises(ValueError, match="bad input"):
+            await jobs.submit(broken, 1)
+        assert await jobs.submit(lambda items: items, 7) == 7
+        await jobs.stop()
+
+    asyncio.run(scenario())
+
+
+def test_registry_resolves_only_allowed_names(server_models: Path, tmp_path: Path):
+    settings = ServerSettings(models={"asr": str(server_models / "mms-tiny-all")},
+                              models_dir=server_models)  # fmt: skip
+    registry = ModelRegistry(settings, loaders={})
+    assert registry.resolve("asr", "asr").ref == str(server_models / "mms-tiny-all")
+    assert registry.resolve("mms-tts-fra", "tts").kind == "tts"
+    with pytest.raises(APIError) as hub:
+        registry.resolve("facebook/mms-tts-deu", "tts")
+    assert hub.value.status == 404
+    allowed = ModelRegistry(ServerSettings(allow_hub=True), loaders={})
+    assert allowed.resolve("facebook/mms-tts-deu", "tts").ref == "facebook/mms-tts-deu"
+    with pytest.raises(APIError) as traversal:
+        allowed.resolve("facebook/../../etc", "tts")
+    assert traversal.value.status == 400
+    (tmp_path / "not-a-model").mkdir()
+    assert kind_of_checkpoint(tmp_path / "not-a-model") is None
+    assert [e.name for e in ModelRegistry(ServerSettings(models_dir=tmp_path)).entries()] == []
+
+
+def test_registry_loads_lazily_once_and_evicts_least_recently_used(
+    server_models: Path, monkeypatch: pytest.MonkeyPatch
+):
+    loads: list[str] = []
+    sizes = {"mms-tts-eng": 400, "mms-tts-fra": 400, "mms-lid-tiny": 300}
+
+    class Fake:
+        def __init__(self, name: str):
+            self.name = name
+
+    def loader(ref: str, device: str | None) -> Any:
+        loads.append(Path(ref).name)
+        return Fake(Path(ref).name)
+
+    settings = ServerSettings(models_dir=server_models, memory_budget_bytes=800)
+    registry = ModelRegistry(settings, {"tts": loader, "lid": loader})
+    monkeypatch.setattr(
+        "mmspeech.server.registry.estimated_bytes", lambda ref: sizes[Path(ref).name]
+    )
+    eng = registry.resolve("mms-tts-eng", "tts")
+    fra = registry.resolve("mms-tts-fra", "tts")
+    lid = registry.resolve("mms-lid-tiny", "lid")
+    assert loads == []  # nothing loads before it is used
+    threads = [threading.Thread(target=registry.get, args=(eng,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loads == ["mms-tts-eng"]  # concurrent first uses share one load
+    registry.get(fra)
+    registry.get(eng)  # eng is now the most recently used
+    registry.get(lid)  # 400 + 400 + 300 > 800: the least recently used (fra) goes
+    assert registry.loaded_names() == ["mms-tts-eng", "mms-lid-tiny"]
+    assert registry.evictions == 1 and registry.loaded_bytes() == 700
+    registry.get(fra)
+    assert loads == ["mms-tts-eng", "mms-tts-fra", "mms-lid-tiny", "mms-tts-fra"]
+
+
+def test_metrics_render_prometheus_text():
+    metrics = Metrics()
+    metrics.count("mmspeech_requests_total", {"endpoint": "/x", "status": "200"})
+    metrics.count("mmspeech_requests_total", {"endpoint": "/x", "status": "200"})
+    metrics.observe("mmspeech_batch_size", 3)
+    text = metrics.render({"mmspeech_queue_depth": ("depth", lambda: [({}, 2)])})
+    assert 'mmspeech_requests_total{endpoint="/x",status="200"} 2' in text
+    assert 'mmspeech_batch_size_bucket{le="2"} 0' in text
+    assert 'mmspeech_batch_size_bucket{le="4"} 1' in text
+    assert "mmspeech_batch_size_sum 3.000000" in text
+    assert "# TYPE mmspeech_queue_depth gauge\nmmspeech_queue_depth 2" in text
+
+
+def test_serve_options_become_settings(tmp_path: Path):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["serve", "--model", "asr=/m/asr", "--model", "/m/mms-tts-eng/", "--models-dir",
+         str(tmp_path), "--api-key", "k", "--max-batch", "1", "--batch-wait-ms", "20",
+         "--max-upload-mb", "1", "--default-asr", "asr"]
+    )  # fmt: skip
+    settings = settings_from_args(args)
+    assert settings.models == {"asr": "/m/asr", "mms-tts-eng": "/m/mms-tts-eng/"}
+    assert settings.api_key == "k" and settings.max_batch == 1
+    assert settings.batch_wait == pytest.approx(0.02)
+    assert settings.max_upload_bytes == 2**20 and settings.default_asr == "asr"
+    assert args.run.__name__ == "run"
+    with pytest.raises(ConfigError, match="NAME=REF"):
+        parse_models(["=x"])
