@@ -34,10 +34,12 @@ _EXPORTS = {
     "mmspeech.processing.batch": ("BatchFeature",),
     "mmspeech.processing.ctc_tokenizer": ("Wav2Vec2CTCTokenizer",),
     "mmspeech.processing.processor": ("Wav2Vec2Processor",),
+    "mmspeech.processing.text_tokenizer": ("TextTokenizer",),
     "mmspeech.auto": (
         "AutoConfig",
         "AutoFeatureExtractor",
         "AutoProcessor",
+        "AutoTokenizer",
         "AutoModel",
         "AutoModelForCTC",
         "AutoModelForAudioClassification",
@@ -122,6 +124,7 @@ if TYPE_CHECKING:
         AutoModelForAudioClassification,
         AutoModelForCTC,
         AutoProcessor,
+        AutoTokenizer,
     )
     from mmspeech.errors import (
         AudioError,
@@ -154,5 +157,6 @@ if TYPE_CHECKING:
     from mmspeech.processing.ctc_tokenizer import Wav2Vec2CTCTokenizer
     from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
     from mmspeech.processing.processor import Wav2Vec2Processor
+    from mmspeech.processing.text_tokenizer import TextTokenizer
     from mmspeech.processing.vits_tokenizer import VitsTokenizer
     from mmspeech.seed import set_seed

@@ -25,8 +25,10 @@ from mmspeech.models.wav2vec2 import (
     Wav2Vec2Model,
 )
 from mmspeech.models.wav2vec2.config import CONFIG_CLASSES as WAV2VEC2_CONFIGS
+from mmspeech.processing.ctc_tokenizer import Wav2Vec2CTCTokenizer
 from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
-from mmspeech.processing.processor import Wav2Vec2Processor
+from mmspeech.processing.processor import Wav2Vec2Processor, load_tokenizer
+from mmspeech.processing.text_tokenizer import TextTokenizer, has_text_tokenizer
 
 HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")
 
@@ -130,14 +132,25 @@ class AutoFeatureExtractor:
         return Wav2Vec2FeatureExtractor.from_pretrained(ref, **kwargs)
 
 
+class AutoTokenizer:
+    @staticmethod
+    def from_pretrained(
+        ref: str | os.PathLike[str], target_lang: str | None = None, **kwargs: Any
+    ) -> Wav2Vec2CTCTokenizer | TextTokenizer:
+        """The checkpoint's tokenizer: a text tokenizer (``tokenizer.json``, BERT ``vocab.txt``,
+        GPT-2 ``vocab.json`` + ``merges.txt``, mBART ``sentencepiece.bpe.model``) or the CTC one."""
+        return load_tokenizer(ref, target_lang=target_lang, **kwargs)
+
+
 class AutoProcessor:
     @staticmethod
     def from_pretrained(
         ref: str | os.PathLike[str], target_lang: str | None = None, **kwargs: Any
     ) -> Wav2Vec2Processor | Wav2Vec2FeatureExtractor:
-        """A ``Wav2Vec2Processor`` when the checkpoint has a CTC vocabulary (ASR), else its
-        feature extractor alone (language ID, pretrained encoders), as the reference does."""
+        """A ``Wav2Vec2Processor`` when the checkpoint has a tokenizer (a CTC vocabulary, or a
+        text tokenizer for speech encoder-decoders), else its feature extractor alone (language
+        ID, pretrained encoders), as the reference does."""
         files = resolve(ref, **_split(kwargs))
-        if files.path("vocab.json") is None:
+        if files.path("vocab.json") is None and not has_text_tokenizer(files):
             return Wav2Vec2FeatureExtractor.from_pretrained(ref, **kwargs)
         return Wav2Vec2Processor.from_pretrained(ref, target_lang=target_lang, **kwargs)

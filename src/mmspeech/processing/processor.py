@@ -1,4 +1,8 @@
-"""``Wav2Vec2Processor``: the feature extractor and the CTC tokenizer behind one object."""
+"""``Wav2Vec2Processor``: the feature extractor and a tokenizer behind one object.
+
+The tokenizer is the CTC one for CTC checkpoints, or a text tokenizer (BERT, GPT-2, mBART …,
+:class:`~mmspeech.processing.text_tokenizer.TextTokenizer`) for speech encoder-decoders.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,32 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mmspeech.checkpoints.resolve import resolve
 from mmspeech.errors import ConfigError
 from mmspeech.processing.batch import BatchFeature
 from mmspeech.processing.ctc_tokenizer import Wav2Vec2CTCTokenizer
 from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
+from mmspeech.processing.text_tokenizer import TextTokenizer, has_text_tokenizer
+
+
+def load_tokenizer(
+    ref: str | os.PathLike[str], target_lang: str | None = None, **kwargs: Any
+) -> Wav2Vec2CTCTokenizer | TextTokenizer:
+    """The checkpoint's tokenizer: CTC (``vocab.json`` of characters) or a text tokenizer.
+
+    ``tokenizer_class`` in ``tokenizer_config.json`` decides when it is set; otherwise the files
+    do (``tokenizer.json``, ``vocab.txt``, ``merges.txt``, ``sentencepiece.bpe.model`` mean a text
+    tokenizer). ``kwargs``: hub settings, and settings for a text tokenizer (``src_lang`` …).
+    """
+    hub = {
+        k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs
+    }
+    files = resolve(ref, **hub)
+    settings = files.read_json("tokenizer_config.json") or {}
+    named = str(settings.get("tokenizer_class") or "")
+    if named.startswith("Wav2Vec2CTCTokenizer") or (not named and not has_text_tokenizer(files)):
+        return Wav2Vec2CTCTokenizer.from_pretrained(ref, target_lang=target_lang, **hub)
+    return TextTokenizer.from_pretrained(ref, **kwargs)
 
 
 class Wav2Vec2Processor:
@@ -30,7 +56,7 @@ class Wav2Vec2Processor:
             **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
         """
         feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(ref, **hub_kwargs)
-        tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(ref, target_lang=target_lang, **hub_kwargs)
+        tokenizer = load_tokenizer(ref, target_lang=target_lang, **hub_kwargs)
         return cls(feature_extractor, tokenizer)
 
     def __call__(
@@ -42,7 +68,8 @@ class Wav2Vec2Processor:
         return_tensors: str | None = None,
         **kwargs: Any,
     ) -> BatchFeature:
-        """Features for ``audio``; with ``text`` too, its ids under ``labels`` (CTC targets).
+        """Features for ``audio``; with ``text`` too, its ids under ``labels`` (training targets;
+        a batch of texts is padded with the pad id, as the reference does).
 
         ``audio`` is what the feature extractor takes: a 1-D float array at 16 kHz, or a list of
         them. ``kwargs`` go to the feature extractor (``padding``, ``return_attention_mask``…).
@@ -56,11 +83,14 @@ class Wav2Vec2Processor:
             audio, sampling_rate=sampling_rate, return_tensors=return_tensors, **kwargs
         )
         if text is not None:
-            inputs["labels"] = self.tokenizer(text, return_tensors=return_tensors)["input_ids"]
+            batched = not isinstance(text, str)
+            inputs["labels"] = self.tokenizer(
+                text, padding=batched and return_tensors is not None, return_tensors=return_tensors
+            )["input_ids"]
         return inputs
 
     def decode(self, *args: Any, **kwargs: Any) -> Any:
-        """``tokenizer.decode``: CTC ids of one utterance -> text (or text with offsets)."""
+        """``tokenizer.decode``: ids of one utterance -> text."""
         return self.tokenizer.decode(*args, **kwargs)
 
     def batch_decode(self, *args: Any, **kwargs: Any) -> Any:
