@@ -51,8 +51,6 @@ def generate(
     tokens = torch.full(
         (batch, 1), resolved.start_token_id, dtype=torch.long, device=input_values.device
     )
-    if resolved.do_sample and resolved.num_beams > 1:
-        raise ValueError("Beam sampling (do_sample with num_beams > 1) is not supported.")
     if resolved.num_beams == 1:
         if resolved.num_return_sequences != 1:
             raise ValueError("Greedy search returns one sequence per input; use num_beams > 1.")

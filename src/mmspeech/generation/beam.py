@@ -4,6 +4,9 @@ Each input keeps ``num_beams`` running hypotheses and ``num_beams`` finished one
 the ``keep`` best continuations of all running beams are taken (``keep`` is large enough that
 ``num_beams`` of them do not end); those that end enter the finished set, scored by
 ``sum log p / generated_length ** length_penalty``.
+
+With ``do_sample`` (beam sampling) the ``keep`` continuations are drawn without replacement from
+the softmax of the accumulated, filtered scores instead of taken best-first.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import torch
 from torch import nn
 
-from mmspeech.generation.logits import apply_filters, build_filters
+from mmspeech.generation.logits import apply_filters, build_filters, build_warpers
 from mmspeech.generation.options import GenerationOptions
 from mmspeech.generation.search import EncodedT, Seq2SeqModel, next_token_scores
 from mmspeech.models.text_decoders.cache import DecoderCache
@@ -63,8 +66,12 @@ def beam_search(
     batch, prompt = tokens.shape
     device = tokens.device
     max_length = options.total_length(prompt)
-    filters = build_filters(options, prompt)
     eos = torch.tensor(options.eos_ids, dtype=torch.long, device=device)
+    # sampling keeps one token more than the end tokens, so that every beam can go on
+    filters = build_filters(options, prompt) + build_warpers(options, max(2, 1 + eos.numel()))
+    generator = None
+    if options.do_sample and options.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(options.seed)
     keep = max(2, 1 + len(options.eos_ids)) * num_beams
     top_beams = torch.arange(keep, device=device) < num_beams  # (keep,)
     batch_offset = torch.arange(batch, device=device)[:, None] * num_beams  # (B, 1)
@@ -90,7 +97,12 @@ def beam_search(
         log_probs = apply_filters(filters, flat, log_probs)  # (B * nb, V)
         vocab = log_probs.shape[-1]
         totals = log_probs.view(batch, num_beams, vocab) + running_scores[:, :, None]
-        top_scores, top_indices = torch.topk(totals.view(batch, -1), k=keep)  # (B, keep)
+        if options.do_sample:
+            probs = nn.functional.softmax(totals.view(batch, -1), dim=-1)
+            top_indices = torch.multinomial(probs, keep, generator=generator)  # (B, keep)
+            top_scores = torch.gather(totals.view(batch, -1), 1, top_indices)
+        else:
+            top_scores, top_indices = torch.topk(totals.view(batch, -1), k=keep)  # (B, keep)
         source_beam = top_indices // vocab
         top_sequences = _gather(running, source_beam)  # (B, keep, max_length)
         top_sequences[:, :, length] = top_indices % vocab

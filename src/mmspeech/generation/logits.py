@@ -111,15 +111,19 @@ class TopP:
         return scores.masked_fill(drop, -math.inf)
 
 
-def build_warpers(options: GenerationOptions) -> list[LogitFilter]:
-    """The sampling filters (temperature, top-k, top-p), in the reference's order."""
+def build_warpers(options: GenerationOptions, min_tokens_to_keep: int = 1) -> list[LogitFilter]:
+    """The sampling filters (temperature, top-k, top-p), in the reference's order.
+
+    Beam sampling keeps at least ``min_tokens_to_keep`` tokens (one more than the end tokens,
+    so every beam can continue).
+    """
     if not options.do_sample:
         return []
     warpers: list[LogitFilter] = []
     if options.temperature != 1.0:
         warpers.append(Temperature(options.temperature))
     if options.top_k:
-        warpers.append(TopK(options.top_k))
+        warpers.append(TopK(options.top_k, min_tokens_to_keep))
     if options.top_p < 1.0:
-        warpers.append(TopP(options.top_p))
+        warpers.append(TopP(options.top_p, min_tokens_to_keep))
     return warpers

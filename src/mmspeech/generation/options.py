@@ -23,7 +23,7 @@ class GenerationOptions:
     min_length: int | None = None  # eos is forbidden before this length (start token included)
     min_new_tokens: int | None = None  # eos is forbidden before this many new tokens
     num_beams: int = 1  # 1: greedy search (or sampling)
-    do_sample: bool = False  # draw each token from the filtered distribution (num_beams=1)
+    do_sample: bool = False  # sample from the filtered distribution (num_beams > 1: beam sampling)
     temperature: float = 1.0  # sampling: logits are divided by it
     top_k: int | None = 50  # sampling: keep the k most likely tokens (None or 0: all)
     top_p: float = 1.0  # sampling: keep the smallest set with this much probability mass
