@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import max_diff, waveforms
-from test_speech_encoder_decoder import reference_seq2seq
 
 from mmspeech.generation.logits import apply_filters, build_warpers
 from mmspeech.generation.options import GenerationOptions
 from mmspeech.models.speech_encoder_decoder import SpeechEncoderDecoderModel
+from test_speech_encoder_decoder import reference_seq2seq
 
 
 @pytest.mark.parametrize(
