@@ -204,3 +204,34 @@ def test_serve_options_become_settings(tmp_path: Path):
     assert args.run.__name__ == "run"
     with pytest.raises(ConfigError, match="NAME=REF"):
         parse_models(["=x"])
+
+
+def test_serve_command_runs_a_server_until_terminated(server_models: Path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    httpx = pytest.importorskip("httpx")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "mmspeech", "serve", "--models-dir", str(server_models),
+               "--port", str(port), "--api-key", "k", "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        models = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer k"}).json()
+        assert "mms-tiny-all" in {model["id"] for model in models["data"]}
+        assert httpx.get(url + "/v1/models").status_code == 401
+    finally:
+        process.terminate()  # uvicorn shuts down gracefully, then re-raises SIGTERM
+        assert process.wait(30) in (0, -15)
