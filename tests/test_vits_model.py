@@ -293,3 +293,31 @@ def test_per_item_speakers_in_a_batch(checkpoints):
             n = int(alone.sequence_lengths[0])
             assert int(batch.sequence_lengths[row]) == n
             assert max_diff(batch.waveform[row, :n], alone.waveform[0]) <= 1e-5
+
+
+@pytest.mark.parametrize("speakers", [1, 3])
+def test_save_pretrained_loads_in_the_reference(checkpoints, tmp_path, speakers):
+    """Saved with weight-norm pairs where the reference has them, in its own key spelling."""
+    reference, model = checkpoints(True, speakers)
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "model.safetensors")
+    assert set(saved) == set(reference.state_dict())
+    pairs = [key for key in saved if key.endswith("parametrizations.weight.original0")]
+    wavenets = 1 + TINY_VITS["prior_encoder_num_flows"]  # posterior encoder + one per flow
+    convs_per_wavenet = 2 * TINY_VITS["prior_encoder_num_wavenet_layers"] + (speakers > 1)
+    assert len(pairs) == wavenets * convs_per_wavenet
+    assert all("wavenet" in key for key in pairs)
+    assert not any(key.startswith("decoder.") and "parametrizations" in key for key in saved)
+    loaded, info = transformers.VitsModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not any(info[kind] for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    again = VitsModel.from_pretrained(tmp_path)
+    for name, tensor in model.state_dict().items():
+        assert max_diff(again.state_dict()[name], tensor) <= 1e-6, name
+    quiet(loaded.eval())
+    quiet(reference)
+    speaker = 1 if speakers > 1 else None
+    with torch.no_grad():
+        expected = reference(token_ids(13, seed=8), speaker_id=speaker)
+        found = loaded(token_ids(13, seed=8), speaker_id=speaker)
+    assert torch.equal(found.sequence_lengths, expected.sequence_lengths)
+    assert max_diff(found.waveform, expected.waveform) <= TOLERANCE

@@ -7,6 +7,7 @@ missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from torch import nn
 
 from mmspeech.checkpoints.resolve import ModelFiles, resolve
 from mmspeech.checkpoints.weights import (
+    WEIGHT_NORM_SUFFIXES,
     fold_all_weight_norms,
     read_state_dict,
     unfold_weight_norm,
@@ -39,10 +41,12 @@ ModelT = TypeVar("ModelT", bound="PretrainedModel")
 class FamilyKeys:
     """How a family's checkpoint keys relate to its module names (relative to the bare model)."""
 
-    weight_norm: tuple[tuple[str, int], ...]  # (module path, dim) written with weight norm on save
+    # (module path or fnmatch pattern, dim) written with weight norm on save
+    weight_norm: tuple[tuple[str, int], ...]
     droppable: tuple[str, ...]  # checkpoint-only key prefixes inference ignores (pretraining)
     optional: tuple[str, ...]  # module keys a checkpoint may lack (initialised fresh, quietly)
     saves_weight_norm: Callable[[Any], bool] = lambda config: True  # config -> unfold on save?
+    weight_norm_spelling: tuple[str, str] = WEIGHT_NORM_SUFFIXES[0]  # (g, v) key suffixes on save
 
 
 _WAV2VEC2_KEYS = FamilyKeys(
@@ -63,10 +67,18 @@ FAMILY_KEYS: dict[str, FamilyKeys] = {
         optional=_WAV2VEC2_KEYS.optional,
         saves_weight_norm=lambda config: not getattr(config.encoder, "conv_pos_batch_norm", False),
     ),
-    # VITS: module names are the checkpoint names; weight norm (WaveNet convs) is folded on load.
-    # Saving writes plain weights (re-applying weight norm on save is not implemented yet).
+    # VITS: module names are the checkpoint names; weight norm is folded on load and written back
+    # on save for the convs the reference weight-norms (every WaveNet's, in the flow and the
+    # posterior encoder; its HiFi-GAN has plain weights), in the spelling it saves itself.
     "vits": FamilyKeys(
-        weight_norm=(), droppable=(), optional=(), saves_weight_norm=lambda config: False
+        weight_norm=(
+            ("*wavenet.in_layers.*", 0),
+            ("*wavenet.res_skip_layers.*", 0),
+            ("*wavenet.cond_layer", 0),
+        ),
+        droppable=(),
+        optional=(),
+        weight_norm_spelling=WEIGHT_NORM_SUFFIXES[1],
     ),
     "wav2vec2": _WAV2VEC2_KEYS,
     "hubert": FamilyKeys(
@@ -295,8 +307,10 @@ def checkpoint_state(model: PretrainedModel) -> dict[str, torch.Tensor]:
     prefix = _base_prefix(model)
     family = _family_of(model)
     if family.saves_weight_norm(model.config):
-        for module_path, dim in family.weight_norm:
-            unfold_weight_norm(state, prefix + module_path, dim)
+        for pattern, dim in family.weight_norm:
+            modules = [key.removesuffix(".weight") for key in state if key.endswith(".weight")]
+            for module_path in fnmatch.filter(modules, prefix + pattern):
+                unfold_weight_norm(state, module_path, dim, family.weight_norm_spelling)
     return state
 
 

@@ -95,12 +95,19 @@ def fold_all_weight_norms(state: dict[str, torch.Tensor]) -> None:
         fold_weight_norm(state, module_path)
 
 
-def unfold_weight_norm(state: dict[str, torch.Tensor], module_path: str, dim: int) -> None:
-    """The inverse for saving: ``weight`` -> ``weight_g`` (norm over all but ``dim``), ``weight_v``.
+def unfold_weight_norm(
+    state: dict[str, torch.Tensor],
+    module_path: str,
+    dim: int,
+    spelling: tuple[str, str] = WEIGHT_NORM_SUFFIXES[0],
+) -> None:
+    """The inverse for saving: ``weight`` -> ``g`` (norm over all but ``dim``) and ``v``.
 
-    Written in the older ``weight_g``/``weight_v`` spelling, which every version of the
-    reference reads (newer versions rename it on load).
+    ``spelling`` is one of :data:`WEIGHT_NORM_SUFFIXES`; the default, the older
+    ``weight_g``/``weight_v``, is read by every version of the reference (newer versions rename
+    it on load).
     """
     weight = state.pop(f"{module_path}.weight")
-    state[f"{module_path}.weight_g"] = _norm_except(weight.float(), dim).to(weight.dtype)
-    state[f"{module_path}.weight_v"] = weight
+    g_suffix, v_suffix = spelling
+    state[f"{module_path}.{g_suffix}"] = _norm_except(weight.float(), dim).to(weight.dtype)
+    state[f"{module_path}.{v_suffix}"] = weight
