@@ -51,15 +51,20 @@ def live(server_models: Path) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def page(live: LiveServer) -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (scripts/test.sh installs it)")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page()
-        page.set_default_timeout(60_000)
-        yield page
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def page(live: LiveServer, playwright: Any) -> Iterator[Any]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    browser.close()
 
 
 def test_page_transcribes_an_upload_and_speaks(live, page, server_models, tmp_path):
@@ -104,3 +109,37 @@ def test_page_shows_server_errors(live, page):
     page.click("#speak")
     page.wait_for_selector("#tts-status.error")
     assert "empty" in page.inner_text("#tts-status")
+
+
+def test_page_records_from_the_microphone_and_transcribes(live, playwright):
+    """Chromium's fake microphone (a beep): record, stop, transcribe the webm/opus recording."""
+    from mmspeech.server.formats import ffmpeg_available
+
+    if not ffmpeg_available():
+        pytest.skip("ffmpeg is needed to decode the browser's webm recording")
+    fake_microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=FLAGS + fake_microphone, headless=True
+    )
+    try:
+        page = browser.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(live.url + "/")
+        page.fill("#api-key", KEY)
+        page.dispatch_event("#api-key", "change")
+        page.wait_for_selector("#asr-model option[value='mms-tiny-all']", state="attached")
+        page.click("#record")
+        page.wait_for_function("Number(document.getElementById('record').dataset.chunks) >= 3")
+        page.click("#record")  # stop
+        page.wait_for_function(
+            "document.getElementById('record-state').textContent.startsWith('Recorded')"
+        )
+        page.fill("#language", "eng")
+        page.click("#transcribe")
+        page.wait_for_selector("#transcript-text")
+        summary = page.inner_text("#transcript")
+    finally:
+        browser.close()
+    assert "Language: english [eng]" in summary
+    seconds = float(summary.split(" · ")[1].split(" s")[0])
+    assert 0.5 < seconds < 30  # the recording, decoded from webm by the server
