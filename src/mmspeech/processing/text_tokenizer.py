@@ -274,6 +274,24 @@ class TextTokenizer:
         return self._id("unk_token")
 
     @property
+    def cls_token_id(self) -> int | None:
+        return self._id("cls_token")
+
+    @property
+    def sep_token_id(self) -> int | None:
+        return self._id("sep_token")
+
+    @property
+    def mask_token_id(self) -> int | None:
+        return self._id("mask_token")
+
+    @property
+    def lang_code_to_id(self) -> dict[str, int]:
+        """mBART language code -> token id (empty for tokenizers without language codes)."""
+        backend = self.backend
+        return dict(backend.languages) if isinstance(backend, SentencePieceBackend) else {}
+
+    @property
     def all_special_ids(self) -> list[int]:
         tokens = [*self.special_tokens.values(), *self.additional_special_tokens]
         ids = (self.backend.token_to_id(t) for t in dict.fromkeys(tokens))
