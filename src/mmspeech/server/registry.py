@@ -123,13 +123,31 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
         self._use_locks: dict[str, threading.Lock] = {}
+        self._entries: tuple[int | None, list[ModelEntry]] | None = None  # (dir mtime, entries)
         self.loads = 0
         self.evictions = 0
 
     # -- names ---------------------------------------------------------------------------------
 
     def entries(self) -> list[ModelEntry]:
-        """Every model this server may load: the allow-list, then the models directory."""
+        """Every model this server may load: the allow-list, then the models directory.
+
+        The directory is scanned again only when its modification time changes (a checkpoint
+        directory added or removed), not on every request.
+        """
+        models_dir = self.settings.models_dir
+        try:
+            stamp = models_dir.stat().st_mtime_ns if models_dir is not None else None
+        except OSError:
+            stamp = None
+        cached = self._entries
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        entries = self._scan()
+        self._entries = (stamp, entries)
+        return entries
+
+    def _scan(self) -> list[ModelEntry]:
         found: dict[str, ModelEntry] = {}
         for name, ref in self.settings.models.items():
             kind = kind_of_checkpoint(Path(ref)) or _kind_from_name(name, ref)

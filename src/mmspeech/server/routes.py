@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -34,6 +35,8 @@ from mmspeech.server.registry import ALIASES
 
 if TYPE_CHECKING:
     from mmspeech.server.app import ServerState
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 OPENAI_VOICES = (
@@ -222,6 +225,7 @@ async def _stream_transcript(
         texts = []
         while (item := await items.get()) is not None:
             if isinstance(item, Exception):
+                logger.error("transcription stream failed: %s", item)
                 error = _as_api_error(item)
                 yield _sse(
                     {
@@ -393,8 +397,9 @@ async def _stream_speech(
             yield wav_header(first.sample_rate)
         yield pcm16(first.waveform)
         while (item := await items.get()) is not None:
-            if isinstance(item, Exception):
-                return  # headers are sent; the stream ends early (the log has the error)
+            if isinstance(item, Exception):  # headers are sent: end the stream early
+                logger.error("speech stream failed after its first sentence: %s", item)
+                return
             yield pcm16(item.waveform)
 
     headers = {"X-Sample-Rate": str(first.sample_rate)}
