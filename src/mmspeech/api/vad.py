@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,7 +40,9 @@ def load_vad() -> Any:
         ) from exc
     finally:
         torch.set_num_threads(threads)  # importing silero_vad sets torch to one thread
-    return load_silero_vad()
+    with warnings.catch_warnings():  # its loader's own deprecation warnings are not the user's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad()
 
 
 def speech_regions(source: AudioSource, options: TranscribeOptions) -> Iterator[tuple[int, int]]:
