@@ -154,3 +154,62 @@ def test_save_and_reload(tmp_path):
     assert again.language == "kor" and again.is_uroman
     for text in TEXTS[:3]:
         assert again(text).input_ids == reference(text).input_ids
+
+
+ADDED_TOKEN_TEXTS = [
+    "Hello <laugh> world",  # a token outside the vocabulary's characters
+    "hello<laugh>world",
+    "<laugh>",  # only an added token: no blanks at all
+    "xaby zab ab",  # a token made of vocabulary characters survives normalisation
+    "a  <breath>  b",  # lstrip / rstrip take the spaces along
+    "<breath>x <unk> y <pad>",  # the special tokens are matched whole too
+    "HELLO, World! é",
+    "Привет",  # uroman, then split
+]
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("add_blank", [True, False])
+def test_added_tokens_match_reference(tmp_path, normalize, add_blank):
+    """Added tokens are one id each, blanks only inside the character pieces between them."""
+    reference = write_tokenizer(tmp_path, add_blank=add_blank, is_uroman=True)
+    reference.add_tokens(
+        ["<laugh>", "ab", transformers.AddedToken("<breath>", lstrip=True, rstrip=True)]
+    )
+    reference.save_pretrained(tmp_path)
+    ours = VitsTokenizer.from_pretrained(tmp_path)
+    assert len(ours) == len(reference)
+    for text in ADDED_TOKEN_TEXTS:
+        expected = reference(text, normalize=normalize).input_ids
+        assert ours(text, normalize=normalize).input_ids == expected, text
+        assert ours.tokenize(text, normalize=normalize) == reference.tokenize(
+            text, normalize=normalize
+        ), text
+    if not normalize:
+        assert ours("<laugh>", normalize=False).input_ids == [
+            reference.convert_tokens_to_ids("<laugh>")
+        ]
+
+
+def test_unnormalised_text_keeps_case_and_punctuation(tmp_path, caplog):
+    """normalize=False: no lower-casing, nothing dropped; unknown characters become <unk>."""
+    reference = write_tokenizer(tmp_path, is_uroman=True)
+    ours = VitsTokenizer.from_pretrained(tmp_path)
+    for text in TEXTS:
+        with caplog.at_level(logging.WARNING):
+            found = ours(text, normalize=False).input_ids
+        assert found == reference(text, normalize=False).input_ids, text
+    assert ours.unk_token_id in ours("Hi!", normalize=False).input_ids
+    assert "'!'" in caplog.text
+
+
+def test_special_token_inside_the_vocabulary(tmp_path):
+    """A vocabulary that holds <pad> itself: its own id, still matched whole in text."""
+    vocab_file = tmp_path / "source-vocab.json"
+    vocab_file.write_text(json.dumps({c: i for i, c in enumerate([*CHARACTERS, "<pad>"])}))
+    reference = transformers.VitsTokenizer(str(vocab_file), phonemize=False, normalize=False)
+    reference.save_pretrained(tmp_path)
+    ours = VitsTokenizer.from_pretrained(tmp_path)
+    assert ours.pad_token_id == reference.pad_token_id == len(CHARACTERS)
+    for text in ("a<pad>b", "<pad>", "x <unk>"):
+        assert ours(text).input_ids == reference(text).input_ids, text

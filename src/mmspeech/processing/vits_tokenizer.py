@@ -7,10 +7,14 @@ Steps, in the reference's order:
 3. ``is_uroman`` and non-ASCII text: romanise with the ``uroman`` package (imported on use);
 4. ``phonemize``: espeak phonemes through the ``phonemizer`` package (not used by MMS), else
    with ``normalize``: drop characters outside the vocabulary (logged) and strip the ends;
-5. one id per character, with the blank id 0 between characters and at both ends (``add_blank``).
+5. split the text at added tokens (``added_tokens_decoder``, ``<unk>``, ``<pad>``; earliest,
+   then longest match): each added token is one id; every other piece gets one id per
+   character, with the blank id 0 between characters and at both ends of the piece
+   (``add_blank``), so no blank is put next to an added token.
 
 ``<unk>`` / ``<pad>`` missing from ``vocab.json`` get the ids after the vocabulary, as in the
 reference (so with ``normalize=False`` an unknown character gets an id past the model's table).
+With ``normalize``, added tokens survive only if all their characters are in the vocabulary.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,15 @@ logger = logging.getLogger(__name__)
 VOCAB_FILE = "vocab.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 _NON_ASCII = re.compile(r"[^\x00-\x7F]")
+
+
+@dataclass(frozen=True)
+class AddedToken:
+    """A token matched as a whole before the text is split into characters."""
+
+    content: str
+    lstrip: bool = False  # also swallow the whitespace before it
+    rstrip: bool = False  # also swallow the whitespace after it
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,7 +74,8 @@ class VitsTokenizer:
         normalize: bool = True,  # lower-case and drop characters outside the vocabulary
         phonemize: bool = True,  # espeak phonemes first (the reference's default; MMS: False)
         is_uroman: bool = False,  # romanise non-Latin text with uroman first
-        added_tokens: Mapping[int, str] | None = None,  # id -> token past the vocabulary
+        # id -> added token (its text, or a dict with "content", "lstrip", "rstrip")
+        added_tokens: Mapping[int, str | Mapping[str, Any]] | None = None,
     ):
         if isinstance(vocab, Mapping):
             self.vocab = {str(k): int(v) for k, v in vocab.items()}
@@ -71,11 +86,15 @@ class VitsTokenizer:
         self.language = language
         self.add_blank, self.normalize = add_blank, normalize
         self.phonemize, self.is_uroman = phonemize, is_uroman
-        self.added_tokens: dict[str, int] = {}
-        for index, content in sorted((added_tokens or {}).items()):
-            if content not in self.vocab:
-                self.added_tokens[content] = int(index)
+        self.added_tokens: dict[str, int] = {}  # added tokens that are not vocabulary entries
+        self.splitting_tokens: dict[str, AddedToken] = {}  # every added token, matched whole
+        for index, token in sorted((added_tokens or {}).items()):
+            added = _added_token(token)
+            self.splitting_tokens[added.content] = added
+            if added.content not in self.vocab:
+                self.added_tokens[added.content] = int(index)
         for special in (unk_token, pad_token):  # the reference's order: unk first
+            self.splitting_tokens.setdefault(special, AddedToken(special))
             if special not in self.vocab and special not in self.added_tokens:
                 used = [*self.vocab.values(), *self.added_tokens.values()]
                 self.added_tokens[special] = max(used, default=-1) + 1
@@ -185,7 +204,8 @@ class VitsTokenizer:
                 )
             text = kept.strip()
         else:
-            unknown = sorted({char for char in text if char not in self.get_vocab()})
+            plain = "".join(piece for piece, added in self.split_added_tokens(text) if not added)
+            unknown = sorted({char for char in plain if char not in self.vocab})
             if unknown:
                 logger.warning(
                     "Characters outside the vocabulary become %s (id %d, past the model's "
@@ -196,14 +216,44 @@ class VitsTokenizer:
                 )
         return text
 
+    def split_added_tokens(self, text: str) -> list[tuple[str, bool]]:
+        """Cut ``text`` at added tokens: ``(piece, is_added_token)`` pairs, no empty pieces.
+
+        At each position the longest added token starting there wins; ``lstrip`` / ``rstrip``
+        tokens take the whitespace next to them along.
+        """
+        pieces: list[tuple[str, bool]] = []
+        start = i = 0
+        while i < len(text):
+            match = max(
+                (t for t in self.splitting_tokens if text.startswith(t, i)), key=len, default=""
+            )
+            if not match:
+                i += 1
+                continue
+            token = self.splitting_tokens[match]
+            before = text[start:i]
+            pieces.append((before.rstrip() if token.lstrip else before, False))
+            pieces.append((match, True))
+            i += len(match)
+            if token.rstrip:
+                while i < len(text) and text[i].isspace():
+                    i += 1
+            start = i
+        pieces.append((text[start:], False))
+        return [(piece, added) for piece, added in pieces if piece]
+
     def tokenize(self, text: str, **kwargs: Any) -> list[str]:
-        """Tokens of one text (characters, interleaved with the blank token)."""
-        characters = list(self.prepare_text(text, **kwargs))
-        if not self.add_blank:
-            return characters
+        """Tokens of one text: characters interleaved with the blank token, and added tokens."""
         blank = next((t for t, i in self.get_vocab().items() if i == self.blank_id), "")
-        tokens = [blank] * (2 * len(characters) + 1)
-        tokens[1::2] = characters
+        tokens: list[str] = []
+        for piece, added in self.split_added_tokens(self.prepare_text(text, **kwargs)):
+            if added or not self.add_blank:
+                tokens += [piece] if added else list(piece)
+            else:
+                interleaved = [blank] * (2 * len(piece) + 1)
+                interleaved[1::2] = list(piece)
+                tokens += interleaved
         return tokens
 
     def encode(
@@ -217,11 +267,15 @@ class VitsTokenizer:
                 f"vocabulary ({''.join(sorted(self.vocab))!r}) once normalised."
             )
         vocab, unk = self.get_vocab(), self.unk_token_id
-        ids = [vocab.get(char, unk) for char in characters]
-        if not self.add_blank:
-            return ids
-        out = [self.blank_id] * (2 * len(ids) + 1)
-        out[1::2] = ids
+        out: list[int] = []
+        for piece, added in self.split_added_tokens(characters):
+            ids = [vocab[piece]] if added else [vocab.get(char, unk) for char in piece]
+            if added or not self.add_blank:
+                out += ids
+            else:
+                interleaved = [self.blank_id] * (2 * len(ids) + 1)
+                interleaved[1::2] = ids
+                out += interleaved
         return out
 
     def __call__(
@@ -302,10 +356,12 @@ class VitsTokenizer:
                 value = value.get("content")
             if isinstance(value, str):
                 kwargs[name] = value
-        added = settings.get("added_tokens_decoder") or {}
-        kwargs["added_tokens"] = {
-            int(i): t["content"] if isinstance(t, dict) else str(t) for i, t in added.items()
-        }
+        added: dict[int, str | Mapping[str, Any]] = {}
+        legacy = files.read_json("added_tokens.json") or {}  # older repositories: {token: id}
+        added.update({int(i): str(t) for t, i in legacy.items()})
+        for i, t in (settings.get("added_tokens_decoder") or {}).items():
+            added[int(i)] = t if isinstance(t, Mapping) else str(t)
+        kwargs["added_tokens"] = added
         return cls(vocab, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> list[Path]:
@@ -321,15 +377,15 @@ class VitsTokenizer:
             "pad_token": self.pad_token,
             "unk_token": self.unk_token,
             "added_tokens_decoder": {
-                str(i): {
-                    "content": t,
-                    "lstrip": False,
+                str(self.get_vocab()[t.content]): {
+                    "content": t.content,
+                    "lstrip": t.lstrip,
                     "normalized": False,
-                    "rstrip": False,
+                    "rstrip": t.rstrip,
                     "single_word": False,
                     "special": True,
                 }
-                for t, i in self.added_tokens.items()
+                for t in self.splitting_tokens.values()
             },
             "tokenizer_class": "VitsTokenizer",
         }
@@ -339,3 +395,12 @@ class VitsTokenizer:
             path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             written.append(path)
         return written
+
+
+def _added_token(token: str | Mapping[str, Any]) -> AddedToken:
+    """An ``added_tokens_decoder`` entry (a string or the reference's dict) as an AddedToken."""
+    if isinstance(token, Mapping):
+        return AddedToken(
+            str(token["content"]), bool(token.get("lstrip")), bool(token.get("rstrip"))
+        )
+    return AddedToken(str(token))
