@@ -270,17 +270,21 @@ def save_audio(
     if subtype == "PCM_16":  # converted here, so rounding and clipping are ours, not libsndfile's
         samples = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
     frames = samples if samples.ndim == 1 else samples.T  # soundfile wants (frames, channels)
-    is_path = isinstance(destination, (str, os.PathLike))
-    if format is None and (not is_path or not Path(os.fspath(destination)).suffix):
-        format = "WAV"
+    target: Path | IO[bytes]
+    if isinstance(destination, (str, os.PathLike)):
+        target = Path(destination).expanduser()
+        if not target.parent.is_dir():
+            raise AudioError(
+                f"Cannot write {target}: the directory {target.parent} does not exist."
+            )
+        format = format or (None if target.suffix else "WAV")
+    else:
+        target, format = destination, format or "WAV"
     if format is not None and format.upper() not in soundfile.available_formats():
         raise AudioError(
             f"Unknown audio format {format!r}; expected one of "
             f"{', '.join(sorted(soundfile.available_formats()))} (e.g. 'WAV')."
         )
-    target: Any = Path(os.fspath(destination)).expanduser() if is_path else destination
-    if is_path and not target.parent.is_dir():
-        raise AudioError(f"Cannot write {target}: the directory {target.parent} does not exist.")
     try:
         soundfile.write(target, frames, int(sample_rate), subtype=subtype, format=format)
     except (soundfile.SoundFileError, TypeError, ValueError) as exc:
