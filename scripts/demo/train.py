@@ -37,20 +37,20 @@ from mmspeech.training import (
 )
 
 # The demo architecture: MMS structure (stable layer norm, layer-norm conv encoder, adapters),
-# ~3M parameters, 50 frames per second like MMS.
+# ~2M parameters, 50 frames per second like MMS.
 DEMO_CONFIG = {
-    "hidden_size": 256,
+    "hidden_size": 192,
     "num_hidden_layers": 4,
     "num_attention_heads": 4,
-    "intermediate_size": 768,
-    "conv_dim": (32, 64, 128, 128, 128),
+    "intermediate_size": 512,
+    "conv_dim": (32, 64, 96, 128, 128),
     "conv_stride": (5, 4, 4, 2, 2),
     "conv_kernel": (10, 8, 8, 4, 4),
     "conv_bias": True,
     "feat_extract_norm": "layer",
     "do_stable_layer_norm": True,
     "num_conv_pos_embeddings": 32,
-    "num_conv_pos_embedding_groups": 16,
+    "num_conv_pos_embedding_groups": 12,
     "adapter_attn_dim": 16,
     "hidden_dropout": 0.0,
     "activation_dropout": 0.0,
@@ -91,11 +91,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=Path("/work/demo-data/corpus"))
     parser.add_argument("--out", type=Path, default=Path("/work/demo-data/models"))
-    parser.add_argument("--base-steps", type=int, default=1000)
+    parser.add_argument("--base-steps", type=int, default=900)
     parser.add_argument("--adapter-steps", type=int, default=40)
     parser.add_argument("--lid-steps", type=int, default=120)
-    parser.add_argument("--batch-seconds", type=float, default=12.0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-seconds", type=float, default=10.0)
+    parser.add_argument("--more-base-steps", type=int, default=900)
+    parser.add_argument("--stop-at", type=float, help="unix time: end the second cycle early")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=0, help="utterances per language (smoke test)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -127,7 +129,7 @@ def main() -> None:
         init_weights(model, seed=0)
         print(f"base model: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
         options = TrainOptions(
-            max_steps=args.base_steps, learning_rate=2e-3, warmup_steps=200,
+            max_steps=args.base_steps, learning_rate=2e-3, warmup_steps=120,
             batch_seconds=args.batch_seconds, max_batch_size=64, weight_decay=0.01,
             eval_every=250, checkpoint_every=50, seed=0,
         )  # fmt: skip
@@ -136,6 +138,31 @@ def main() -> None:
             work_dir=args.out / "work-base", resume=True, callback=progress_printer("base"),
         )  # fmt: skip
         print(f"base done: {result.metrics}", flush=True)
+
+    # 1b. a second cycle over all languages (warm restart of the learning rate): CTC from
+    # scratch sits on a plateau for its first few hundred steps, the second cycle converges
+    if args.more_base_steps:
+        next_dir = args.out / "base2"
+        if not (next_dir / "model.safetensors").is_file():
+            model = Wav2Vec2ForCTC.from_pretrained(base_dir)
+            options = TrainOptions(
+                max_steps=args.more_base_steps, learning_rate=1.5e-3, warmup_steps=50,
+                batch_seconds=args.batch_seconds, max_batch_size=64, weight_decay=0.01,
+                eval_every=250, checkpoint_every=50, seed=1,
+            )  # fmt: skip
+            deadline = args.stop_at
+            printer = progress_printer("base2")
+
+            def report(progress):
+                printer(progress)
+                return deadline is not None and time.time() > deadline
+
+            result = train_ctc(
+                model, union, train, watch, next_dir, options,
+                work_dir=args.out / "work-base2", resume=True, callback=report,
+            )  # fmt: skip
+            print(f"base2 done after {result.steps} steps: {result.metrics}", flush=True)
+        base_dir = next_dir
 
     # 2. one adapter + head per language, base frozen, written into asr/
     asr_dir = args.out / "asr"
