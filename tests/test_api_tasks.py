@@ -89,6 +89,8 @@ def s2t_dir(tmp_path_factory):
     """A tiny wav2vec2 + BART checkpoint with a 16-word vocab.json and a feature extractor."""
     directory = tmp_path_factory.mktemp("s2t")
     reference = reference_seq2seq("w2v2-bart-proj", seed=0)
+    with torch.no_grad():  # the random model would emit only specials: make words win
+        reference.decoder.lm_head.weight[:3] = 0.0
     reference.save_pretrained(directory)
     words = ["<s>", "<pad>", "</s>", *[f"▁w{i}" for i in range(13)]]
     (directory / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(words)}))
@@ -103,6 +105,7 @@ def test_translate_matches_the_reference_decode(s2t_dir, tmp_path, capsys):
                                                        return_tensors="pt")  # fmt: skip
     ids = reference.generate(features.input_values, max_new_tokens=8)[0].tolist()
     expected = " ".join(words[i].lstrip("▁") for i in ids if i > 2)
+    assert len(expected.split()) >= 4
     model = load_speech2text(directory, device="cpu")
     result = model.translate(audio, max_new_tokens=8)
     assert result.text == expected and result.language is None
@@ -156,3 +159,25 @@ def test_lm_decoding(mms_dir, tmp_path):
     with pytest.raises(ConfigError, match="word_timestamps"):
         asr.transcribe(audio, "eng", word_timestamps=True,
                        options=TranscribeOptions(lm_path=str(arpa)))  # fmt: skip
+
+
+def test_translate_uses_the_checkpoints_text_tokenizer(s2t_dir, tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    _, reference, words = s2t_dir
+    with_json = tmp_path / "s2t-json"
+    reference.save_pretrained(with_json)
+    transformers.Wav2Vec2FeatureExtractor().save_pretrained(with_json)
+    vocab = {w.lstrip("▁"): i for i, w in enumerate(words)}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    tokenizer.decoder = tokenizers.decoders.WordPiece()  # joins with spaces
+    tokenizer.add_special_tokens(["<s>", "<pad>", "</s>"])
+    tokenizer.save(str(with_json / "tokenizer.json"))
+    audio = espeak("good morning")
+    features = transformers.Wav2Vec2FeatureExtractor()(audio, sampling_rate=16_000,
+                                                       return_tensors="pt")  # fmt: skip
+    ids = reference.generate(features.input_values, max_new_tokens=8)[0].tolist()
+    expected = tokenizer.decode(ids, skip_special_tokens=True)
+    assert expected.strip()
+    result = load_speech2text(with_json, device="cpu").translate(audio, max_new_tokens=8)
+    assert result.text == expected.strip()

@@ -1,8 +1,7 @@
 """``load_speech2text`` and :class:`Speech2TextModel`: speech encoder-decoders (speech translation).
 
-Token ids become text through the checkpoint's ``tokenizer.json`` (the ``tokenizers`` package,
-extra ``text``) or, failing that, its ``vocab.json`` (tokens joined, word markers ``▁``/``Ġ``
-turned into spaces, ``@@`` continuations joined).
+Token ids become text through the checkpoint's text tokenizer (extra ``text``) or, failing that,
+its bare ``vocab.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import torch
 from mmspeech.api.longform import batched
 from mmspeech.api.options import SAMPLE_RATE, TranslateOptions, with_overrides
 from mmspeech.api.source import open_audio
-from mmspeech.errors import CheckpointNotFoundError, MissingDependencyError
+from mmspeech.errors import CheckpointNotFoundError
 from mmspeech.results import Segment, Transcription
 
 if TYPE_CHECKING:
@@ -86,24 +85,21 @@ class Speech2TextModel:
         return Transcription(text, None, None, source.duration, segments)
 
 
-def text_decoder(files: Any, special_ids: set[int]) -> DecodeFn:
-    """ids -> text from a checkpoint's ``tokenizer.json`` or ``vocab.json``."""
-    path = files.path("tokenizer.json")
-    if path is not None:
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "Decoding this checkpoint's tokens needs the tokenizers package: "
-                "pip install 'mmspeech[text]'."
-            ) from exc
-        tokenizer = Tokenizer.from_file(str(path))
+def text_decoder(files: Any, special_ids: set[int], **hub_kwargs: Any) -> DecodeFn:
+    """ids -> text with the checkpoint's text tokenizer (``tokenizer.json``, BERT, GPT-2,
+    mBART layouts: :class:`~mmspeech.processing.text_tokenizer.TextTokenizer`), else with a bare
+    ``vocab.json`` (tokens joined; ``▁``/``Ġ`` word markers become spaces, ``@@`` joins)."""
+    from mmspeech.processing.text_tokenizer import TextTokenizer, has_text_tokenizer
+
+    if has_text_tokenizer(files):
+        tokenizer = TextTokenizer.from_pretrained(files.ref, **hub_kwargs)
         return lambda ids: str(tokenizer.decode(ids, skip_special_tokens=True))
     path = files.path("vocab.json")
     if path is None:
         raise CheckpointNotFoundError(
-            f"{files.ref} has neither tokenizer.json nor vocab.json, so its output tokens cannot "
-            "be turned into text; add the tokenizer files of its text decoder."
+            f"{files.ref} has no tokenizer files (tokenizer.json, vocab.txt, merges.txt, "
+            "sentencepiece.bpe.model or vocab.json), so its output tokens cannot be turned into "
+            "text; add the tokenizer files of its text decoder."
         )
     vocab = json.loads(path.read_text(encoding="utf-8"))
     names = {int(index): token for token, index in vocab.items()}
@@ -143,5 +139,5 @@ def load_speech2text(
         if isinstance(value, int):
             specials.add(value)
     ids = {i for i in specials if isinstance(i, int)}
-    decode = text_decoder(resolve(ref, **hub_kwargs), ids)
+    decode = text_decoder(resolve(ref, **hub_kwargs), ids, **hub_kwargs)
     return Speech2TextModel(model, extractor, decode, ref=str(ref))
