@@ -321,3 +321,29 @@ def test_save_pretrained_loads_in_the_reference(checkpoints, tmp_path, speakers)
         found = loaded(token_ids(13, seed=8), speaker_id=speaker)
     assert torch.equal(found.sequence_lengths, expected.sequence_lengths)
     assert max_diff(found.waveform, expected.waveform) <= TOLERANCE
+
+
+def test_decoder_time_tiles_are_exact(checkpoints, monkeypatch):
+    """Long inputs are decoded in overlapping time tiles: the seams must not show."""
+    from mmspeech.models.vits import hifigan
+
+    reference, model = checkpoints(False, 3)
+    generator = torch.Generator().manual_seed(9)
+    spectrogram = torch.randn(2, TINY_VITS["flow_size"], 23, generator=generator)
+    speakers = model.speaker_embeddings(torch.tensor([0, 2]))
+    with torch.no_grad():
+        whole = model.decoder(spectrogram, speakers)
+        expected = reference.decoder(
+            spectrogram, reference.embed_speaker(torch.tensor([0, 2]))[..., None]
+        )
+        calls = []
+        fuse_tile = hifigan.HifiGan._fuse_tile
+        monkeypatch.setattr(hifigan, "MIN_TILE", 8)
+        monkeypatch.setattr(hifigan, "TILE_VALUES", 1)
+        monkeypatch.setattr(
+            hifigan.HifiGan, "_fuse_tile", lambda *args: calls.append(1) or fuse_tile(*args)
+        )
+        tiled = model.decoder(spectrogram, speakers)
+    assert len(calls) > 4 * len(TINY_VITS["upsample_rates"])  # really cut into many tiles
+    assert max_diff(tiled, whole) <= 1e-6
+    assert max_diff(tiled, expected) <= 1e-5

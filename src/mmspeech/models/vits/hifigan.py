@@ -4,23 +4,49 @@ Transposed convolutions upsample by ``prod(upsample_rates)`` (256 for MMS-TTS); 
 multi-receptive-field fusion averages residual blocks of different kernels and dilations.
 Module names follow the reference checkpoints (``decoder.upsampler.0``,
 ``decoder.resblocks.3.convs1.1``).
+
+Speed (this is the hot path of synthesis): the 1-D convolutions run as 2-D ones on
+``(B, C, 1, T)`` tensors in channels-last memory format, which oneDNN computes 1.5-3x faster
+than the channel-first layout; activations and residual sums are in place; and each fusion
+runs over time tiles of about :data:`TILE_VALUES` values (plus a halo of the blocks' receptive
+field), so long inputs stay cache-sized and the cost grows linearly with the audio length.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import torch
 from torch import nn
-from torch.nn.functional import leaky_relu
+from torch.nn.functional import conv2d, conv_transpose2d, leaky_relu, leaky_relu_
 
 from mmspeech.models.vits.config import VitsConfig
 
 logger = logging.getLogger(__name__)
 
+TILE_VALUES = 2**21  # channels x samples per time tile of a fusion (8 MB of float32)
+MIN_TILE = 4096  # samples; a tile is never shorter than this (the halo is ~60 samples)
+
 
 def _same_padding(kernel: int, dilation: int) -> int:
     return (kernel * dilation - dilation) // 2
+
+
+def to_channels_last(hidden_states: torch.Tensor) -> torch.Tensor:
+    """(B, C, T) -> (B, C, 1, T) stored time-major (channels-last), the layout used inside."""
+    return hidden_states.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def conv_1d_as_2d(conv: nn.Conv1d, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Apply ``conv`` (zero "same"-style padding) to a (B, C_in, 1, T) tensor -> (B, C_out, 1, T')."""
+    return conv2d(
+        hidden_states,
+        conv.weight.unsqueeze(2),
+        conv.bias,
+        padding=(0, int(conv.padding[0])),
+        dilation=(1, conv.dilation[0]),
+    )
 
 
 class ResidualBlock(nn.Module):
@@ -37,12 +63,18 @@ class ResidualBlock(nn.Module):
             nn.Conv1d(channels, channels, kernel, padding=_same_padding(kernel, 1))
             for _ in dilations
         )
+        # how far an output sample sees to either side: tiles overlap by this much
+        self.receptive_radius = sum(_same_padding(kernel, d) + kernel // 2 for d in dilations)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T)."""
-        for conv1, conv2 in zip(self.convs1, self.convs2, strict=True):
-            x = conv1(leaky_relu(hidden_states, self.slope))
-            hidden_states = hidden_states + conv2(leaky_relu(x, self.slope))
+        """(B, C, 1, T) channels-last -> a new (B, C, 1, T) tensor; the input is not modified."""
+        pairs = zip(
+            cast(list[nn.Conv1d], self.convs1), cast(list[nn.Conv1d], self.convs2), strict=True
+        )
+        for i, (conv1, conv2) in enumerate(pairs):
+            x = leaky_relu_(conv_1d_as_2d(conv1, leaky_relu(hidden_states, self.slope)), self.slope)
+            x = conv_1d_as_2d(conv2, x)
+            hidden_states = x.add_(hidden_states) if i == 0 else hidden_states.add_(x)
         return hidden_states
 
 
@@ -87,13 +119,43 @@ class HifiGan(nn.Module):
         x = self.conv_pre(latents)
         if speaker_embeddings is not None:
             x = x + self.cond(speaker_embeddings)
-        for i, upsample in enumerate(self.upsampler):
-            x = upsample(leaky_relu(x, self.slope))
-            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
-            fused = blocks[0](x)
-            for block in blocks[1:]:
-                fused = fused + block(x)
-            x = fused / self.num_kernels
+        x = to_channels_last(x)  # (B, C, 1, frames)
+        resblocks = cast(list[ResidualBlock], list(self.resblocks))
+        for i, upsample in enumerate(cast(list[nn.ConvTranspose1d], list(self.upsampler))):
+            x = conv_transpose2d(
+                leaky_relu_(x, self.slope),
+                upsample.weight.unsqueeze(2),
+                upsample.bias,
+                stride=(1, upsample.stride[0]),
+                padding=(0, int(upsample.padding[0])),
+            )
+            x = self._fuse(resblocks[i * self.num_kernels : (i + 1) * self.num_kernels], x)
         # the reference uses leaky_relu's default slope (0.01) here, not leaky_relu_slope
-        x = self.conv_post(leaky_relu(x, 0.01))
-        return torch.tanh(x)
+        x = conv_1d_as_2d(self.conv_post, leaky_relu_(x, 0.01))
+        return torch.tanh_(x[:, :, 0])
+
+    def _fuse(self, blocks: list[ResidualBlock], hidden_states: torch.Tensor) -> torch.Tensor:
+        """Multi-receptive-field fusion (the mean of the blocks), over overlapping time tiles.
+
+        (B, C, 1, T) channels-last -> (B, C, 1, T). A tile's output is exact: it is computed
+        from the tile plus ``halo`` samples of context on each side, whose own outputs (which
+        saw the tile's zero padding instead of the true neighbours) are dropped.
+        """
+        length = hidden_states.shape[-1]
+        tile = max(MIN_TILE, TILE_VALUES // (hidden_states.shape[1] * len(hidden_states)))
+        halo = max(block.receptive_radius for block in blocks)
+        if length <= tile + 2 * halo:
+            return self._fuse_tile(blocks, hidden_states)
+        fused = torch.empty_like(hidden_states)
+        for start in range(0, length, tile):
+            stop = min(start + tile, length)
+            lo, hi = max(0, start - halo), min(length, stop + halo)
+            part = self._fuse_tile(blocks, hidden_states[..., lo:hi])
+            fused[..., start:stop] = part[..., start - lo : stop - lo]
+        return fused
+
+    def _fuse_tile(self, blocks: list[ResidualBlock], hidden_states: torch.Tensor) -> torch.Tensor:
+        fused = blocks[0](hidden_states)
+        for block in blocks[1:]:
+            fused.add_(block(hidden_states))
+        return fused.div_(len(blocks))
