@@ -113,6 +113,27 @@ def test_oversize_upload_and_too_long_audio(http):
     check(transcribe(http, wav(5.0)), 413, "audio_too_long", "4 s")
 
 
+def test_chunked_upload_over_the_limit(http):
+    """No Content-Length: the body is counted as it streams in."""
+    boundary = "b0undary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n").encode()  # fmt: skip
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(40):
+            yield b"\0" * 10_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = http.post(
+        "/v1/audio/transcriptions",
+        headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        content=body(),
+    )
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    check(response, 413, "request_too_large", "MB")
+
+
 def test_unknown_model_language_and_wrong_task(http):
     check(transcribe(http, wav(1.0), model="no-such-model"), 404, "model_not_found", "mms-tiny-all")
     check(transcribe(http, wav(1.0), language="klingonese"), 400, "unsupported_language")

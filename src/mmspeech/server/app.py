@@ -19,11 +19,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmspeech import __version__
 from mmspeech.server.errors import (
     ERROR_RESPONSES,
     APIError,
+    BodyTooLarge,
     error_response,
     install_error_handlers,
 )
@@ -103,6 +105,8 @@ def create_app(settings: ServerSettings, loaders: Mapping[str, Loader] | None = 
     )
     app.state.mmspeech = state
     install_error_handlers(app)
+    # inside the guard, so that its 413 reaches the endpoint's body parsing unwrapped
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.middleware("http")(_guard(state))
     app.include_router(router)
     _add_service_routes(app, state)
@@ -123,6 +127,35 @@ def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
                 operation["security"] = []
         app.openapi_schema = document
     return app.openapi_schema
+
+
+class BodyLimit:
+    """ASGI middleware: stop reading a request body once it exceeds ``limit`` bytes (413).
+
+    The Content-Length check in the guard refuses honest large requests before any byte is read;
+    this catches chunked bodies and wrong lengths while they stream in.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _guard(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -93,6 +93,21 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+class BodyTooLarge(HTTPException):
+    """A request body (sent without Content-Length, or lying about it) over the upload limit.
+
+    An HTTPException, so that FastAPI's body parsing passes it on instead of turning it into a
+    generic 400.
+    """
+
+    def __init__(self, limit: int):
+        super().__init__(
+            413,
+            f"The request body is larger than this server's {limit / 1e6:.1f} MB limit; send a "
+            "shorter or compressed file.",
+        )
+
+
 def error_body(status: int, message: str, code: str | None, param: str | None) -> dict[str, Any]:
     return {
         "error": {
@@ -159,7 +174,9 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(error.detail) if error.detail else "HTTP error"
         if error.status_code == 404:
             message = f"No such endpoint: {request.method} {request.url.path}."
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            error.status_code
+        )
         headers = dict(error.headers) if error.headers else None
         return error_response(APIError(error.status_code, message, code, headers=headers))
 
