@@ -278,3 +278,17 @@ def test_console_script_is_quiet_when_piped(mms_dir, clips):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert module.stdout == result.stdout and result.stdout.strip()
+
+
+def test_plugins_join_the_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("transcribe", "identify", "align", "speak", "translate", "languages"):
+        assert f"    {command} " in out or f"    {command}\n" in out
+    for module, command in (("mmspeech.server.cli", "serve"), ("mmspeech.training.cli", "train-")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        assert f"    {command}" in out
