@@ -39,7 +39,7 @@ class MissingDependencyError(MmspeechError, ImportError):
 
 
 class AlignmentError(MmspeechError, ValueError):
-    """A transcript that cannot be forced-aligned: too long for the audio, or not in the vocabulary."""
+    """A transcript that cannot be forced-aligned: too long for the audio, or not in the vocab."""
 
 
 class DatasetError(MmspeechError, ValueError):

@@ -106,8 +106,9 @@ def iter_windows(
     step = window - 2 * context  # the kept length of an inner window
     if step <= 0:
         raise ConfigError(
-            f"window_s={window_s} leaves nothing to keep with context_s={context_s} on each side: "
-            "expected window_s > 2 * context_s (e.g. window_s=30, context_s=5)."
+            f"window_s={window_s} leaves nothing to keep with context_s={context_s} on each side "
+            "(at least one frame): expected window_s > 2 * context_s (e.g. window_s=30, "
+            "context_s=5)."
         )
     if num_samples <= window:
         yield Window(0, num_samples, 0, num_samples)
