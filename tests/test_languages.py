@@ -31,6 +31,9 @@ SUPPORTED = ["eng", "fra", "deu", "cmn-script_simplified", "cmn-script_tradition
         ("uig", "uig-script_arabic"),  # the only variant of its base code
         ("Uyghur", "uig-script_arabic"),
         ("fr-CA", "fra"),  # a regional tag: its language
+        ("sw", "swh"),  # the macrolanguage: its dominant member, the one supported
+        ("Swahili", "swh"),
+        ("arb", "ara"),  # a dominant member: its macrolanguage, the one supported
     ],
 )
 def test_references_resolve_to_supported_codes(ref, code):
@@ -54,14 +57,19 @@ def test_unknown_language_suggests_close_codes():
 
 def test_known_but_unsupported_language_names_it_and_suggests_by_name():
     with pytest.raises(LanguageError) as info:
-        resolve_language("Chinese", SUPPORTED)
+        resolve_language("Chinese", ["eng", "wuu", "fra"])  # Wu is not "the" Chinese
     message = str(info.value)
-    assert "(Chinese, zho) is not supported by this checkpoint (8 languages)" in message
-    assert "cmn-script_simplified (Mandarin Chinese (simplified script))" in message
-    with pytest.raises(LanguageError, match=r"swh \(Swahili"):
-        resolve_language("sw", SUPPORTED)  # the macrolanguage: its member is suggested
+    assert "(Chinese, zho) is not supported by this checkpoint (3 languages)" in message
+    assert "Closest supported: wuu (Wu Chinese)." in message
     with pytest.raises(LanguageError, match="not supported"):
         resolve_language("jpn", SUPPORTED)
+
+
+def test_a_macrolanguage_with_several_supported_forms_is_ambiguous():
+    with pytest.raises(LanguageError, match="several variants") as info:
+        resolve_language("zh", SUPPORTED)
+    assert "cmn-script_simplified" in str(info.value)
+    assert resolve_language("Chinese", ["eng", "cmn"]) == "cmn"
 
 
 def test_a_base_code_with_several_variants_is_ambiguous():

@@ -26,7 +26,9 @@ def resolve_language(ref: str, supported: Collection[str]) -> str:
 
     Matching, case-insensitive: the code itself (``cmn-script_simplified``); an ISO 639-1/2/3 code
     or a language name whose ISO 639-3 code is a supported code or the base of exactly one
-    supported variant (``cmn`` → ``cmn-script_simplified`` if it is the only ``cmn`` variant).
+    supported variant (``cmn`` → ``cmn-script_simplified`` if it is the only ``cmn`` variant);
+    failing that, a language of the same macrolanguage where langcodes knows the member as the
+    dominant one (``sw``/``Swahili`` → ``swh``, ``Arabic`` → ``arb``).
 
     Args:
         ref: what the user wrote: ``"fra"``, ``"fr"``, ``"French"``, ``"cmn-script_simplified"``.
@@ -55,6 +57,10 @@ def resolve_language(ref: str, supported: Collection[str]) -> str:
         return iso3
     bases = {key.split("-")[0], iso3} - {None}
     matches = [code for low, code in folded.items() if low in bases or low.split("-")[0] in bases]
+    if not matches and iso3 is not None:  # "Swahili" (swa) → swh, "Arabic" (ara) → arb
+        macro = _macrolanguage(iso3)
+        matches = [code for low, code in folded.items()
+                   if _macrolanguage(low.split("-")[0]) == macro]  # fmt: skip
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
@@ -110,6 +116,18 @@ def _iso639_3(key: str) -> str | None:
     if not language.is_valid() or _base_name(language.language or "") is None:
         return None
     return str(language.to_alpha3())
+
+
+@functools.lru_cache(maxsize=4096)
+def _macrolanguage(base: str) -> str | None:
+    """ISO 639-3 code of the macrolanguage a dominant member stands for (swh → swa), else
+    the code's own ISO 639-3 code; None if not a code."""
+    if _base_name(base) is None:
+        return None
+    try:
+        return str(_langcodes().Language.get(base).prefer_macrolanguage().to_alpha3())
+    except (ValueError, LookupError):
+        return None
 
 
 def _suggestions(key: str, iso3: str | None, folded: dict[str, str]) -> list[str]:
