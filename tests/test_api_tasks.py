@@ -181,3 +181,29 @@ def test_translate_uses_the_checkpoints_text_tokenizer(s2t_dir, tmp_path):
     assert expected.strip()
     result = load_speech2text(with_json, device="cpu").translate(audio, max_new_tokens=8)
     assert result.text == expected.strip()
+
+
+def test_language_is_detected_on_speech_with_vad(mms_dir, tmp_path, monkeypatch):
+    pytest.importorskip("silero_vad")
+    from conftest import build_lid_checkpoint
+
+    from mmspeech.api.lid import LIDModel
+    from mmspeech.api.source import open_audio
+    from mmspeech.api.vad import speech_regions
+
+    heard = []
+    identify = LIDModel.identify
+
+    def spy(self, audio, *args, **kwargs):
+        heard.append(len(audio))
+        return identify(self, audio, *args, **kwargs)
+
+    monkeypatch.setattr(LIDModel, "identify", spy)
+    talk = espeak("language identification listens to speech")
+    audio = np.concatenate([np.zeros(48_000, np.float32), talk, np.zeros(48_000, np.float32)])
+    lid = build_lid_checkpoint(tmp_path / "lid", favour="fra")
+    options = TranscribeOptions(vad=True, lid_model=str(lid))
+    result = load_asr(mms_dir, device="cpu").transcribe(audio, options=options)
+    assert result.language == "fra"
+    [(start, end)] = speech_regions(open_audio(audio), options)
+    assert heard == [end - start]  # the speech, not the 3 s of silence before it

@@ -92,7 +92,8 @@ class ASRModel:
     def detect_language(
         self, audio: Any, options: TranscribeOptions | None = None, lid: LIDModel | None = None
     ) -> LanguageScores:
-        """Language ID on the first ``lid_seconds``, restricted to this checkpoint's languages.
+        """Language ID on the first ``lid_seconds`` (of speech, with ``vad=True``), restricted to
+        this checkpoint's languages.
 
         The codes returned are this checkpoint's adapter codes (``cmn-script_simplified`` when the
         LID model says ``cmn``).
@@ -108,7 +109,7 @@ class ASRModel:
 
             lid = cached_lid(options.lid_model, self.model.device, None, self.hub_kwargs)
         source = open_audio(audio)
-        clip = source.read(0, int(options.lid_seconds * SAMPLE_RATE))
+        clip = _lid_clip(source, options)
         mapping = _lid_to_asr(lid.languages, self.languages)
         if not mapping:
             raise LanguageError(
@@ -337,6 +338,23 @@ def _assemble(
     segments = list(segments)
     text = " ".join(segment.text for segment in segments if segment.text)
     return Transcription(text, language, probability, duration, segments)
+
+
+def _lid_clip(source: AudioSource, options: TranscribeOptions) -> np.ndarray:
+    """The first ``lid_seconds`` of the audio; of its speech regions with ``vad=True``."""
+    limit = int(options.lid_seconds * SAMPLE_RATE)
+    if not options.vad:
+        return source.read(0, limit)
+    from mmspeech.api.vad import speech_regions
+
+    pieces: list[np.ndarray] = []
+    total = 0
+    for start, end in speech_regions(source, options):
+        pieces.append(source.read(start, min(end, start + limit - total)))
+        total += len(pieces[-1])
+        if total >= limit:
+            break
+    return np.concatenate(pieces) if pieces else source.read(0, limit)
 
 
 def _lid_to_asr(lid_languages: Sequence[str], asr_languages: Sequence[str]) -> dict[str, str]:
