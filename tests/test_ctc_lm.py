@@ -91,6 +91,7 @@ def test_repeats_need_a_blank_between_them(arpa):
     decoder = LMDecoder(LABELS, arpa, alpha=0.0, beta=0.0)
     assert decoder.decode(emissions(["s", "a", "a", "t"])) == "sat"
     assert decoder.decode(emissions(["s", "a", "<pad>", "a", "t"])) == "saat"
+    assert decoder.decode(np.zeros((0, len(LABELS)), dtype=np.float32)) == ""  # no frames
 
 
 def test_errors_are_clear(arpa, tmp_path, monkeypatch):
