@@ -39,7 +39,7 @@ def to_channels_last(hidden_states: torch.Tensor) -> torch.Tensor:
 
 
 def conv_1d_as_2d(conv: nn.Conv1d, hidden_states: torch.Tensor) -> torch.Tensor:
-    """Apply ``conv`` (zero "same"-style padding) to a (B, C_in, 1, T) tensor -> (B, C_out, 1, T')."""
+    """Apply a Conv1d (with its own padding) to (B, C_in, 1, T) -> (B, C_out, 1, T')."""
     return conv2d(
         hidden_states,
         conv.weight.unsqueeze(2),
