@@ -172,6 +172,7 @@ def test_prefixed_kwargs_reach_each_half(tmp_path):
         decoder_resid_pdrop=0.0,
         decoder_start_token_id=5,
         eos_token_id=2,
+        pad_token_id=1,
     )
     assert model.config.encoder.layerdrop == 0.0 and model.config.encoder.mask_time_prob == 0.0
     assert model.config.decoder.resid_pdrop == 0.0
@@ -180,6 +181,15 @@ def test_prefixed_kwargs_reach_each_half(tmp_path):
     ids = model.generate(waveforms([3000])[0], max_new_tokens=4)
     assert ids.shape == (1, 5) and int(ids[0, 0]) == 5
     assert model.newly_initialized_keys and not model.training
+    # the joined model is saved in the reference's combined format
+    model.save_pretrained(tmp_path / "joined")
+    reloaded = transformers.SpeechEncoderDecoderModel.from_pretrained(tmp_path / "joined").eval()
+    x, mask = waveforms([3000, 2000])
+    labels = torch.tensor([[3, 4, 5, 2], [6, 2, -100, -100]])
+    with torch.no_grad():
+        expected = reloaded(input_values=x, attention_mask=mask, labels=labels)
+        got = model(x, mask, labels=labels)
+    assert max_diff(expected.logits, got.logits) < TOL
 
 
 def test_old_bert_checkpoint_names_are_read(tmp_path):
