@@ -32,15 +32,17 @@ def test_full_queue_is_refused_with_retry_after():
     async def scenario() -> None:
         jobs = scheduler(max_queue=2)
         await jobs.start()
-        release = threading.Event()
+        release, started = threading.Event(), threading.Event()
 
         def blocked(items: list[Any]) -> list[Any]:
+            started.set()
             release.wait(10)
             return items
 
         first = asyncio.create_task(jobs.submit(blocked, 1))
         second = asyncio.create_task(jobs.submit(blocked, 2))
-        await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(started.wait, 10)  # the first job is running
+        await asyncio.sleep(0)  # the second one has queued
         assert jobs.depth == 2
         with pytest.raises(APIError) as refused:
             await jobs.submit(blocked, 3)
@@ -73,6 +75,36 @@ def test_timeout_gives_504_and_the_queue_recovers():
         assert late.value.status == 504 and "0.05 s" in late.value.message
         release.set()
         assert await jobs.submit(lambda items: [x * 2 for x in items], 21) == 42
+        await jobs.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_request_leaves_the_queue_without_running():
+    async def scenario() -> None:
+        jobs = scheduler()
+        await jobs.start()
+        release, started = threading.Event(), threading.Event()
+        ran: list[Any] = []
+
+        def work(items: list[Any]) -> list[Any]:
+            started.set()
+            release.wait(10)
+            ran.extend(items)
+            return items
+
+        first = asyncio.create_task(jobs.submit(work, "first"))
+        second = asyncio.create_task(jobs.submit(work, "gone"))
+        assert await asyncio.to_thread(started.wait, 10)  # the first job is running
+        await asyncio.sleep(0)  # the second one has queued
+        assert jobs.depth == 2
+        second.cancel()  # as when a client disconnects
+        await asyncio.gather(second, return_exceptions=True)
+        assert jobs.depth == 1
+        release.set()
+        assert await first == "first"
+        assert await jobs.submit(work, "third") == "third"
+        assert ran == ["first", "third"]
         await jobs.stop()
 
     asyncio.run(scenario())

@@ -118,6 +118,11 @@ class Scheduler:
         self._arrived.set()
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        except asyncio.CancelledError:  # the client went away: do not run its job
+            if job in self._pending:
+                self._pending.remove(job)
+            job.future.cancel()
+            raise
         except asyncio.TimeoutError:
             if job in self._pending:
                 self._pending.remove(job)
