@@ -78,9 +78,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        with soundfile.SoundFile(
-            str(args.output), "w", samplerate=tts.sample_rate, channels=1
-        ) as out, common.progress(args, unit="sentence", desc=args.output.name) as bar:
+        with (
+            soundfile.SoundFile(
+                str(args.output), "w", samplerate=tts.sample_rate, channels=1
+            ) as out,
+            common.progress(args, unit="sentence", desc=args.output.name) as bar,
+        ):
             for piece in tts.iter_synthesize(text, options=options):
                 out.write(piece.waveform)
                 bar.update(1)
