@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -180,3 +181,27 @@ def test_dtype_and_device(mms_dir):
     assert model.model.dtype == torch.bfloat16
     result = model.transcribe(speech(0.5, 0), "eng")
     assert isinstance(result.text, str)
+
+
+def test_char_timestamps(asr, capsys, tmp_path):
+    audio = espeak("characters are timed too")
+    options = TranscribeOptions(char_timestamps=True)
+    result = asr.transcribe(audio, "eng", word_timestamps=True, options=options)
+    for segment in result.segments:
+        assert "".join(c.text for c in segment.chars) == "".join(w.text for w in segment.words)
+        starts = [c.start for c in segment.chars]
+        assert starts == sorted(starts)
+        assert all(segment.start <= c.start < c.end <= segment.end for c in segment.chars)
+        for word in segment.words:  # a word spans exactly its characters
+            inside = [c for c in segment.chars if word.start <= c.start and c.end <= word.end]
+            assert "".join(c.text for c in inside) == word.text
+    assert "chars" not in asr.transcribe(audio, "eng").to_dict()["segments"][0]
+    from mmspeech.cli import main
+
+    path = tmp_path / "a.wav"
+    sf.write(path, audio, 16_000)
+    capsys.readouterr()
+    assert main(["transcribe", str(path), "--model", str(asr.ref), "-l", "eng", "-f", "json",
+                 "--char-timestamps"]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert all(segment["chars"] for segment in data["segments"])

@@ -30,7 +30,8 @@ class Word:
 class Segment:
     """A stretch of speech (a voice-activity region or a window) and its text.
 
-    ``words`` is empty unless word timestamps were asked for.
+    ``words`` is empty unless word timestamps were asked for; ``chars`` (one :class:`Word` per
+    recognised character, word delimiters left out) unless character timestamps were.
     """
 
     id: int
@@ -38,15 +39,19 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    chars: tuple[Word, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "start": self.start,
             "end": self.end,
             "text": self.text,
             "words": [word.to_dict() for word in self.words],
         }
+        if self.chars:  # only when asked for: the usual JSON keeps its shape
+            out["chars"] = [char.to_dict() for char in self.chars]
+        return out
 
 
 @dataclass

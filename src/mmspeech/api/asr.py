@@ -248,10 +248,10 @@ class ASRModel:
         self, pieces: Any, word_timestamps: bool, options: TranscribeOptions
     ) -> Iterator[Segment]:
         decoder = self._lm_decoder(options)
-        if decoder is not None and word_timestamps:
+        if decoder is not None and (word_timestamps or options.char_timestamps):
             raise ConfigError(
-                "Word timestamps come from the greedy CTC path and are not available with LM "
-                "decoding; drop word_timestamps or lm_path."
+                "Word and character timestamps come from the greedy CTC path and are not "
+                "available with LM decoding; drop word_timestamps/char_timestamps or lm_path."
             )
         for index, piece in enumerate(pieces):
             piece_: Piece = piece
@@ -260,7 +260,8 @@ class ASRModel:
             else:
                 text = " ".join(word.text for word in piece_.words)
             words = tuple(piece_.words) if word_timestamps else ()
-            yield Segment(index, piece_.words[0].start, piece_.words[-1].end, text, words)
+            chars = self._chars(piece_) if options.char_timestamps else ()
+            yield Segment(index, piece_.words[0].start, piece_.words[-1].end, text, words, chars)
 
     def emissions(
         self,
@@ -308,6 +309,19 @@ class ASRModel:
             self.seconds_per_frame,
             offset_s,
         )
+
+    def _chars(self, piece: Piece) -> tuple[Word, ...]:
+        """Every recognised character of a segment with its frames in seconds."""
+        tokenizer = self.tokenizer
+        skipped = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+        skipped.add(tokenizer.word_delimiter_token_id)
+        step, offset = self.seconds_per_frame, piece.offset_s
+        return tuple(
+            Word(offset + s.start_frame * step, offset + s.end_frame * step,
+                 tokenizer.decoder[s.token_id], s.probability)
+            for s in greedy_spans(piece.log_probs, tokenizer.pad_token_id)
+            if s.token_id not in skipped
+        )  # fmt: skip
 
     def _lm_decoder(self, options: TranscribeOptions) -> Any:
         if options.lm_path is None:

@@ -32,6 +32,7 @@ class TranscribeOptions:
     min_silence_s: float = 0.5  # VAD: silence this long ends a region; also cuts segments
     speech_pad_s: float = 0.2  # VAD: padding kept on each side of a speech region
     max_segment_s: float = 30.0  # a segment is cut at the last word boundary beyond this
+    char_timestamps: bool = False  # fill Segment.chars: every recognised character, timed
     lid_model: str = DEFAULT_LID_MODEL  # checkpoint that picks the language when none is given
     lid_seconds: float = 30.0  # audio (from the start) the language is detected on
     lm_path: str | None = None  # KenLM word model (.arpa or .bin) for beam-search decoding

@@ -38,6 +38,7 @@ def register(subparsers: Any) -> None:
     common.add_model_options(parser, DEFAULT_ASR_MODEL)
     add_output_options(parser)
     parser.add_argument("--word-timestamps", action="store_true", help="timed words in json")
+    parser.add_argument("--char-timestamps", action="store_true", help="timed characters in json")
     parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
                         help="windows or short files per forward pass")  # fmt: skip
     parser.add_argument("--window", type=float, default=_DEFAULTS.window_s,
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     options = TranscribeOptions(
         window_s=args.window, context_s=args.context, batch_size=args.batch_size, vad=args.vad,
         max_segment_s=args.max_segment, lid_model=args.lid_model, lm_path=args.lm,
+        char_timestamps=args.char_timestamps,
         lm_alpha=args.lm_alpha, lm_beta=args.lm_beta,
     )  # fmt: skip
     files, missing = common.expand_inputs(args.inputs)
