@@ -132,8 +132,20 @@ def test_transcribe_batch_groups_by_language_and_keeps_order(asr, lid_fra, monke
     singles = [asr.transcribe(a, language="deu").text for a in audios]
     assert [r.text for r in results] == singles
     assert all(r.language == "deu" for r in results)
-    auto = asr.transcribe_batch(audios[:2], options=TranscribeOptions(lid_model=str(lid_fra)))
-    assert [r.language for r in auto] == ["fra", "fra"]
+    from mmspeech.api.lid import LIDModel
+
+    batches = []
+    identify_batch = LIDModel.identify_batch
+    monkeypatch.setattr(
+        LIDModel, "identify_batch", lambda self, clips, *a: batches.append(len(clips))
+        or identify_batch(self, clips, *a),
+    )  # fmt: skip
+    options = TranscribeOptions(lid_model=str(lid_fra), batch_size=2)
+    auto = asr.transcribe_batch(audios[:3], options=options)
+    assert [r.language for r in auto] == ["fra", "fra", "fra"]
+    assert batches == [2, 1]  # language ID runs batched too
+    single = asr.detect_language(audios[2], options)
+    assert auto[2].language_probability == pytest.approx(single.probability, abs=1e-4)
 
 
 def test_one_call_forms_cache_models(mms_dir):

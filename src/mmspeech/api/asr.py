@@ -20,7 +20,7 @@ from mmspeech.api.options import SAMPLE_RATE, TranscribeOptions
 from mmspeech.api.source import AudioSource, open_audio
 from mmspeech.ctc.decode import greedy_spans, spans_to_words
 from mmspeech.errors import ConfigError, LanguageError
-from mmspeech.results import LanguageScores, Segment, Transcription, Word
+from mmspeech.results import LanguageScore, LanguageScores, Segment, Transcription, Word
 
 if TYPE_CHECKING:
     from mmspeech.api.lid import LIDModel
@@ -99,6 +99,26 @@ class ASRModel:
         LID model says ``cmn``).
         """
         options = options or TranscribeOptions()
+        lid, mapping = self._lid(options, lid)
+        clip = _lid_clip(open_audio(audio), options)
+        scores = lid.identify(clip, top_k=len(mapping), languages=list(mapping))
+        return _to_asr_codes(scores, mapping)
+
+    def detect_languages(
+        self, audios: Sequence[Any], options: TranscribeOptions | None = None
+    ) -> list[LanguageScores]:
+        """:meth:`detect_language` for many inputs, ``batch_size`` clips per LID forward."""
+        options = options or TranscribeOptions()
+        lid, mapping = self._lid(options, None)
+        out = []
+        for batch in batched(audios, options.batch_size):
+            clips = [_lid_clip(open_audio(audio), options) for audio in batch]
+            for scores in lid.identify_batch(clips, len(mapping), list(mapping)):
+                out.append(_to_asr_codes(scores, mapping))
+        return out
+
+    def _lid(self, options: TranscribeOptions, lid: LIDModel | None) -> tuple[Any, dict[str, str]]:
+        """The LID model and its label -> adapter code mapping."""
         if not self.languages:
             raise LanguageError(
                 f"{self.ref or 'This checkpoint'} has no language adapters to choose from; "
@@ -108,20 +128,13 @@ class ASRModel:
             from mmspeech.api.calls import cached_lid
 
             lid = cached_lid(options.lid_model, self.model.device, None, self.hub_kwargs)
-        source = open_audio(audio)
-        clip = _lid_clip(source, options)
         mapping = _lid_to_asr(lid.languages, self.languages)
         if not mapping:
             raise LanguageError(
                 f"None of the {len(lid.languages)} languages of the language-ID model "
                 f"{lid.ref!r} has an adapter in {self.ref!r}; pass the language explicitly."
             )
-        scores = lid.identify(clip, top_k=len(mapping), languages=list(mapping))
-        from mmspeech.results import LanguageScore
-
-        return LanguageScores(
-            [LanguageScore(mapping[s.code], s.name, s.probability) for s in scores.scores]
-        )
+        return lid, mapping
 
     # -- transcription ---------------------------------------------------------------------------
 
@@ -176,13 +189,10 @@ class ASRModel:
         inputs batched by length; long ones go through the long-form path one by one."""
         options = options or TranscribeOptions()
         sources = [open_audio(audio) for audio in audios]
-        routes: list[tuple[str | None, float | None]] = []
-        for source in sources:
-            if language is None and self.languages:
-                scores = self.detect_language(source, options)
-                routes.append((scores.language, scores.probability))
-            else:
-                routes.append((language, None))
+        routes: list[tuple[str | None, float | None]] = [(language, None)] * len(sources)
+        if language is None and self.languages:
+            detected = self.detect_languages(sources, options)
+            routes = [(scores.language, scores.probability) for scores in detected]
         results: list[Transcription | None] = [None] * len(sources)
         for lang in dict.fromkeys(route[0] for route in routes):
             members = [i for i, route in enumerate(routes) if route[0] == lang]
@@ -369,6 +379,12 @@ def _lid_clip(source: AudioSource, options: TranscribeOptions) -> np.ndarray:
         if total >= limit:
             break
     return np.concatenate(pieces) if pieces else source.read(0, limit)
+
+
+def _to_asr_codes(scores: LanguageScores, mapping: dict[str, str]) -> LanguageScores:
+    return LanguageScores(
+        [LanguageScore(mapping[s.code], s.name, s.probability) for s in scores.scores]
+    )
 
 
 def _lid_to_asr(lid_languages: Sequence[str], asr_languages: Sequence[str]) -> dict[str, str]:
