@@ -292,3 +292,14 @@ def test_plugins_join_the_command(capsys):
         except ImportError:
             continue
         assert f"    {command}" in out
+
+
+def test_progress_bars_only_on_a_terminal(capsys, monkeypatch, mms_dir, clips):
+    args = ["transcribe", clips, "--model", mms_dir, "-l", "eng"]
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, out, err = run(capsys, *args)
+    assert code == 0 and "2/2" in err and "file" in err  # the files bar, on "a terminal"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, out, err = run(capsys, *args, "--quiet")
+    assert code == 0 and err == "" and len(out.splitlines()) == 2
