@@ -48,16 +48,6 @@ class RelativeSelfAttention(nn.Module):
             torch.randn(1, num_offsets, self.head_dim) * self.head_dim**-0.5
         )
 
-    def _offsets(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Index of offset ``j - i`` into the embedding table, and whether it is in the window.
-
-        Returns two (T, T) tensors: long indices in ``[0, 2w]`` and a bool mask.
-        """
-        positions = torch.arange(length, device=device)
-        offsets = positions[None, :] - positions[:, None]  # (T, T): j - i
-        inside = offsets.abs() <= self.window_size
-        return (offsets + self.window_size).clamp(0, 2 * self.window_size), inside
-
     def forward(self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Args:
             hidden_states: (B, T, hidden_size).
@@ -77,12 +67,17 @@ class RelativeSelfAttention(nn.Module):
         key = split(self.k_proj(hidden_states))
         value = split(self.v_proj(hidden_states))
 
-        index, inside = self._offsets(length, hidden_states.device)
         scores = torch.bmm(query, key.transpose(1, 2))  # (B*nh, T, T)
-        # relative keys: q_i . E_k[j - i], zero outside the window
+        # relative keys: q_i . E_k[j - i] inside the window, added along the band's diagonals
+        # (O(T * window) work; nothing of size T x T is built for it)
         rel_scores = torch.matmul(query, self.emb_rel_k[0].transpose(0, 1))  # (B*nh, T, 2w+1)
-        rel_scores = rel_scores.gather(2, index.expand(batch * heads, -1, -1))  # (B*nh, T, T)
-        scores = scores + rel_scores * inside
+        reach = min(self.window_size, length - 1)
+        for offset in range(-reach, reach + 1):
+            band = scores.diagonal(offset, dim1=1, dim2=2)  # (B*nh, T - |offset|): (i, i + offset)
+            first_row = max(0, -offset)  # rows i with 0 <= i + offset < T
+            band.add_(
+                rel_scores[:, first_row : first_row + band.shape[1], offset + self.window_size]
+            )
         if key_mask is not None:
             blocked = ~key_mask[:, None, None, :]  # (B, 1, 1, T)
             scores = scores.view(batch, heads, length, length)
