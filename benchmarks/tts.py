@@ -4,9 +4,13 @@ Builds the full MMS-TTS architecture (VitsConfig defaults, ~36M parameters) with
 saves it once, then each implementation loads that directory in its own process and synthesises
 a 100-character sentence and a 1,000-character paragraph (noise scales at 0, so both produce
 the same audio). Prints seconds, real-time factor (seconds of compute per second of audio),
-the ratio mmspeech / transformers (< 1: mmspeech is faster) and peak RSS per process.
+the ratio mmspeech / transformers (< 1: mmspeech is faster), peak RSS per process, and where
+mmspeech's time goes (text encoder, duration predictor, flow, HiFi-GAN decoder).
 
-    python benchmarks/tts.py [--repeats 3] [--out-json results.json]
+The machine may be shared: the two implementations run alternately for ``--rounds`` rounds
+(the order swapped each round), and the ratio reported is the median of the per-round ratios.
+
+    python benchmarks/tts.py [--rounds 3] [--repeats 3] [--threads 2] [--out-json results.json]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 SENTENCE = "the quick brown fox jumps over the lazy dog while seven wizards quietly judge boxing"
 SENTENCE = (SENTENCE + " and more")[:100]
@@ -44,13 +49,13 @@ def ids(text: str) -> list[int]:
     return out
 
 
-def worker(implementation: str, directory: str, repeats: int) -> None:
+def worker(implementation: str, directory: str, repeats: int, threads: int) -> None:
     """Load one implementation, time both texts, print one JSON line (run in a child process)."""
     import resource
 
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     if implementation == "mmspeech":
         from mmspeech import VitsModel
     else:
@@ -58,12 +63,14 @@ def worker(implementation: str, directory: str, repeats: int) -> None:
     model = VitsModel.from_pretrained(directory).eval()
     model.noise_scale = 0.0
     model.noise_scale_duration = 0.0
+    stages = time_stages(model) if implementation == "mmspeech" else {}
     results = {}
     for name, text in (("sentence (100 chars)", SENTENCE), ("paragraph (1000 chars)", PARAGRAPH)):
         input_ids = torch.tensor([ids(text)])
         times = []
         with torch.inference_mode():
             model(input_ids=input_ids)  # warm-up
+            stages.clear()
             for _ in range(repeats):
                 start = time.perf_counter()
                 waveform = model(input_ids=input_ids).waveform
@@ -72,14 +79,39 @@ def worker(implementation: str, directory: str, repeats: int) -> None:
             "seconds": statistics.median(times),
             "audio_seconds": waveform.shape[-1] / model.config.sampling_rate,
             "checksum": float(waveform.abs().sum()),
+            "stage_seconds": {stage: total / repeats for stage, total in stages.items()},
         }
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps({"results": results, "peak_gib": peak_gib}))
 
 
+def time_stages(model: Any) -> dict[str, float]:
+    """Wrap mmspeech's sub-networks so each call adds its wall time to the returned dict."""
+    totals: dict[str, float] = {}
+    parts = {
+        "text encoder": (model.text_encoder, "forward"),
+        "duration predictor": (model.duration_predictor, "forward"),
+        "flow": (model.flow, "inverse"),
+        "HiFi-GAN": (model.decoder, "forward"),
+    }
+    for stage, (module, method) in parts.items():
+        original = getattr(module, method)
+
+        def timed(*args: Any, _stage: str = stage, _original: Any = original, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = _original(*args, **kwargs)
+            totals[_stage] = totals.get(_stage, 0.0) + time.perf_counter() - start
+            return result
+
+        setattr(module, method, timed)
+    return totals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per text per run")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-json")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -88,36 +120,56 @@ def main() -> None:
         if implementation == "build":
             build(directory)
         else:
-            worker(implementation, directory, args.repeats)
+            worker(implementation, directory, args.repeats, args.threads)
         return
     here = os.path.abspath(__file__)
+    runs: dict[str, list[dict[str, Any]]] = {"mmspeech": [], "transformers": []}
     with tempfile.TemporaryDirectory() as directory:
         subprocess.run([sys.executable, here, "--worker", "build", directory], check=True)
-        runs = {}
-        for implementation in ("mmspeech", "transformers"):
-            command = [sys.executable, here, "--worker", implementation, directory]
-            command += ["--repeats", str(args.repeats)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            runs[implementation] = json.loads(output.strip().splitlines()[-1])
-    ours, theirs = runs["mmspeech"], runs["transformers"]
-    print(f"{'text':24} {'mms s':>7} {'hf s':>7} {'ratio':>6} {'audio s':>8} {'mms RTF':>8} "
-          f"{'hf RTF':>7}")  # fmt: skip
-    for name, mine in ours["results"].items():
-        ref = theirs["results"][name]
-        audio = mine["audio_seconds"]
-        print(
-            f"{name:24} {mine['seconds']:7.3f} {ref['seconds']:7.3f} "
-            f"{mine['seconds'] / ref['seconds']:6.2f} {audio:8.2f} "
-            f"{mine['seconds'] / audio:8.3f} {ref['seconds'] / ref['audio_seconds']:7.3f}"
-        )
-        if abs(audio - ref["audio_seconds"]) > 1e-9:
-            print(f"  warning: audio lengths differ ({audio} vs {ref['audio_seconds']})")
-    print(
-        f"peak RSS: mmspeech {ours['peak_gib']:.2f} GiB, transformers {theirs['peak_gib']:.2f} GiB"
-    )
+        for round_index in range(args.rounds):
+            order = ["mmspeech", "transformers"][:: 1 if round_index % 2 == 0 else -1]
+            for implementation in order:
+                command = [sys.executable, here, "--worker", implementation, directory]
+                command += ["--repeats", str(args.repeats), "--threads", str(args.threads)]
+                output = subprocess.run(command, check=True, capture_output=True, text=True)
+                runs[implementation].append(json.loads(output.stdout.strip().splitlines()[-1]))
+    report(runs)
     if args.out_json:
         with open(args.out_json, "w", encoding="utf-8") as handle:
             json.dump(runs, handle, indent=2)
+
+
+def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Print medians over rounds: times, ratio, real-time factors, stages, peak memory."""
+    ours, theirs = runs["mmspeech"], runs["transformers"]
+    print(f"{'text':24} {'mms s':>7} {'hf s':>7} {'ratio':>6} {'speedup':>7} {'audio s':>8} "
+          f"{'mms RTF':>8} {'hf RTF':>7}  per-round ratios")  # fmt: skip
+    for name in ours[0]["results"]:
+        mine = statistics.median(run["results"][name]["seconds"] for run in ours)
+        ref = statistics.median(run["results"][name]["seconds"] for run in theirs)
+        ratios = [
+            a["results"][name]["seconds"] / b["results"][name]["seconds"]
+            for a, b in zip(ours, theirs, strict=True)
+        ]
+        ratio = statistics.median(ratios)
+        audio = ours[0]["results"][name]["audio_seconds"]
+        print(
+            f"{name:24} {mine:7.3f} {ref:7.3f} {ratio:6.2f} {1 / ratio:6.2f}x {audio:8.2f} "
+            f"{mine / audio:8.3f} {ref / audio:7.3f}  {' '.join(f'{r:.2f}' for r in ratios)}"
+        )
+        if abs(audio - theirs[0]["results"][name]["audio_seconds"]) > 1e-9:
+            print(f"  warning: audio lengths differ ({audio} vs {theirs[0]['results'][name]})")
+        stages = ours[0]["results"][name]["stage_seconds"]
+        medians = {
+            stage: statistics.median(run["results"][name]["stage_seconds"][stage] for run in ours)
+            for stage in stages
+        }
+        print(
+            "  mmspeech stages (ms): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in medians.items())
+        )
+    peak_ours = max(run["peak_gib"] for run in ours)
+    peak_theirs = max(run["peak_gib"] for run in theirs)
+    print(f"peak RSS: mmspeech {peak_ours:.2f} GiB, transformers {peak_theirs:.2f} GiB")
 
 
 if __name__ == "__main__":
