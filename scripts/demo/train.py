@@ -93,10 +93,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/work/demo-data/models"))
     parser.add_argument("--base-steps", type=int, default=900)
     parser.add_argument("--adapter-steps", type=int, default=40)
-    parser.add_argument("--lid-steps", type=int, default=120)
+    parser.add_argument("--lid-steps", type=int, default=600)
     parser.add_argument("--batch-seconds", type=float, default=10.0)
-    parser.add_argument("--more-base-steps", type=int, default=900)
-    parser.add_argument("--stop-at", type=float, help="unix time: end the second cycle early")
+    parser.add_argument("--more-cycles", type=int, default=2, help="warm restarts after the first")
+    parser.add_argument("--more-base-steps", type=int, default=900, help="steps per restart")
+    parser.add_argument("--stop-at", type=float, help="unix time: end a restart cycle early")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=0, help="utterances per language (smoke test)")
     args = parser.parse_args()
@@ -139,29 +140,29 @@ def main() -> None:
         )  # fmt: skip
         print(f"base done: {result.metrics}", flush=True)
 
-    # 1b. a second cycle over all languages (warm restart of the learning rate): CTC from
-    # scratch sits on a plateau for its first few hundred steps, the second cycle converges
-    if args.more_base_steps:
-        next_dir = args.out / "base2"
+    # 1b. more cycles over all languages (warm restarts of the learning rate): CTC from
+    # scratch sits on a plateau for its first few hundred steps, later cycles converge
+    for cycle in range(2, 2 + args.more_cycles):
+        next_dir = args.out / f"base{cycle}"
         if not (next_dir / "model.safetensors").is_file():
             model = Wav2Vec2ForCTC.from_pretrained(base_dir)
             options = TrainOptions(
                 max_steps=args.more_base_steps, learning_rate=1.5e-3, warmup_steps=50,
                 batch_seconds=args.batch_seconds, max_batch_size=64, weight_decay=0.01,
-                eval_every=250, checkpoint_every=50, seed=1,
+                eval_every=250, checkpoint_every=50, seed=cycle - 1,
             )  # fmt: skip
             deadline = args.stop_at
-            printer = progress_printer("base2")
+            printer = progress_printer(f"base{cycle}")
 
-            def report(progress):
+            def report(progress, printer=printer, deadline=deadline):
                 printer(progress)
                 return deadline is not None and time.time() > deadline
 
             result = train_ctc(
                 model, union, train, watch, next_dir, options,
-                work_dir=args.out / "work-base2", resume=True, callback=report,
+                work_dir=args.out / f"work-base{cycle}", resume=True, callback=report,
             )  # fmt: skip
-            print(f"base2 done after {result.steps} steps: {result.metrics}", flush=True)
+            print(f"base{cycle} done after {result.steps} steps: {result.metrics}", flush=True)
         base_dir = next_dir
 
     # 2. one adapter + head per language, base frozen, written into asr/
