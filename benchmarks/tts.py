@@ -8,7 +8,8 @@ the ratio mmspeech / transformers (< 1: mmspeech is faster), peak RSS per proces
 mmspeech's time goes (text encoder, duration predictor, flow, HiFi-GAN decoder).
 
 The machine may be shared: the two implementations run alternately for ``--rounds`` rounds
-(the order swapped each round), and the ratio reported is the median of the per-round ratios.
+(the order swapped each round), and the ratio reported is the median of the per-round ratios;
+the ratio of CPU times (steadier than wall time on a busy machine) is printed too.
 
     python benchmarks/tts.py [--rounds 3] [--repeats 3] [--threads 2] [--out-json results.json]
 """
@@ -67,16 +68,18 @@ def worker(implementation: str, directory: str, repeats: int, threads: int) -> N
     results = {}
     for name, text in (("sentence (100 chars)", SENTENCE), ("paragraph (1000 chars)", PARAGRAPH)):
         input_ids = torch.tensor([ids(text)])
-        times = []
+        times, cpu_times = [], []
         with torch.inference_mode():
             model(input_ids=input_ids)  # warm-up
             stages.clear()
             for _ in range(repeats):
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 waveform = model(input_ids=input_ids).waveform
                 times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
         results[name] = {
             "seconds": statistics.median(times),
+            "cpu_seconds": statistics.median(cpu_times),  # steadier than wall time when shared
             "audio_seconds": waveform.shape[-1] / model.config.sampling_rate,
             "checksum": float(waveform.abs().sum()),
             "stage_seconds": {stage: total / repeats for stage, total in stages.items()},
@@ -157,6 +160,12 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> None:
             f"{name:24} {mine:7.3f} {ref:7.3f} {ratio:6.2f} {1 / ratio:6.2f}x {audio:8.2f} "
             f"{mine / audio:8.3f} {ref / audio:7.3f}  {' '.join(f'{r:.2f}' for r in ratios)}"
         )
+        cpu_ratios = [
+            a["results"][name]["cpu_seconds"] / b["results"][name]["cpu_seconds"]
+            for a, b in zip(ours, theirs, strict=True)
+        ]
+        print(f"  CPU-time ratio {statistics.median(cpu_ratios):.2f} (per round: "
+              f"{' '.join(f'{r:.2f}' for r in cpu_ratios)})")  # fmt: skip
         if abs(audio - theirs[0]["results"][name]["audio_seconds"]) > 1e-9:
             print(f"  warning: audio lengths differ ({audio} vs {theirs[0]['results'][name]})")
         stages = ours[0]["results"][name]["stage_seconds"]
