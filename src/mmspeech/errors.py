@@ -43,4 +43,4 @@ class AlignmentError(MmspeechError, ValueError):
 
 
 class DatasetError(MmspeechError, ValueError):
-    """Training data that cannot be used: a bad manifest, missing audio, text outside a vocabulary."""
+    """Training data that cannot be used: bad manifest, missing audio, text outside a vocabulary."""
