@@ -244,3 +244,13 @@ def build_server_models(root: Path) -> Path:
 def server_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The models directory of :func:`build_server_models`, built once per session."""
     return build_server_models(tmp_path_factory.mktemp("server-models"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one thread: tiny models are many times slower with 2 threads on a
+    busy 2-core machine (thread start-up and spinning dwarf their work)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,14 +17,7 @@ import mmspeech.api
 from mmspeech import TranscribeOptions, load_asr, load_lid
 from mmspeech.errors import AudioError, ConfigError, LanguageError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are far slower with 2 threads on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -18,14 +18,7 @@ from mmspeech.errors import ConfigError, EmptyTextError
 from test_speech_encoder_decoder import reference_seq2seq
 from test_vits_pipeline import tts_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are far slower with 2 threads on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-import torch
 from conftest import (
     LETTERS,
     MMS,
@@ -34,13 +33,7 @@ from mmspeech.writers import FORMATS
 SRT_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)$")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are far slower with 2 threads on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture

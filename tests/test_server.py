@@ -28,12 +28,7 @@ from mmspeech.server import ServerSettings, create_app  # noqa: E402
 API_KEY = "test-key-0123456789"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class LiveServer:

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-import torch
 from conftest import speech
 
 pytest.importorskip("fastapi")
@@ -23,12 +22,7 @@ KEY = "sekret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def wav(seconds: float, seed: int = 0) -> bytes:

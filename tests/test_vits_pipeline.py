@@ -25,12 +25,7 @@ transformers = pytest.importorskip("transformers")
 LETTERS = list(" abcdeghiklmnorstuy")  # 19 + the blank = TINY_VITS["vocab_size"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tts_checkpoint(directory: Path, language: str, is_uroman: bool, seed: int) -> Path:
