@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from mmspeech.api.longform import Piece, batched, cut_segments, iter_emissions
-from mmspeech.api.options import SAMPLE_RATE, TranscribeOptions
+from mmspeech.api.options import DEFAULT_ASR_MODEL, SAMPLE_RATE, TranscribeOptions
 from mmspeech.api.source import AudioSource, open_audio
 from mmspeech.ctc.decode import greedy_spans, spans_to_words
-from mmspeech.errors import ConfigError, LanguageError
+from mmspeech.errors import CheckpointNotFoundError, ConfigError, LanguageError
 from mmspeech.results import LanguageScore, LanguageScores, Segment, Transcription, Word
 
 if TYPE_CHECKING:
@@ -424,7 +424,25 @@ def load_asr(
         device: ``"cpu"``, ``"cuda"``…; None picks CUDA when available.
         dtype: parameter dtype (``"float16"``, ``torch.bfloat16``…); None is float32.
         **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+
+    When the default ``facebook/mms-1b-all`` is neither cached nor downloadable (offline), the
+    bundled mmspeech-demo checkpoint is used instead, with a warning (see ``mmspeech.demo``).
     """
+    from mmspeech.demo import offline_fallback
+
+    try:
+        return _load_asr(ref, device, dtype, hub_kwargs)
+    except CheckpointNotFoundError as error:
+        demo = offline_fallback(ref, DEFAULT_ASR_MODEL, "asr", error)
+    return _load_asr(demo, device, dtype, {})
+
+
+def _load_asr(
+    ref: str | os.PathLike[str],
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    hub_kwargs: dict[str, Any],
+) -> ASRModel:
     from mmspeech.auto import AutoModelForCTC
     from mmspeech.processing.processor import Wav2Vec2Processor
 

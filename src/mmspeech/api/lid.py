@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmspeech.api.options import SAMPLE_RATE, IdentifyOptions
+from mmspeech.api.options import DEFAULT_LID_MODEL, SAMPLE_RATE, IdentifyOptions
 from mmspeech.api.source import open_audio
-from mmspeech.errors import LanguageError
+from mmspeech.errors import CheckpointNotFoundError, LanguageError
 from mmspeech.results import LanguageScore, LanguageScores
 
 if TYPE_CHECKING:
@@ -124,7 +124,25 @@ def load_lid(
         device: None picks CUDA when available.
         dtype: parameter dtype; None is float32.
         **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+
+    When the default ``facebook/mms-lid-126`` is neither cached nor downloadable (offline), the
+    bundled mmspeech-demo LID checkpoint is used instead, with a warning (see ``mmspeech.demo``).
     """
+    from mmspeech.demo import offline_fallback
+
+    try:
+        return _load_lid(ref, device, dtype, hub_kwargs)
+    except CheckpointNotFoundError as error:
+        demo = offline_fallback(ref, DEFAULT_LID_MODEL, "lid", error)
+    return _load_lid(demo, device, dtype, {})
+
+
+def _load_lid(
+    ref: str | os.PathLike[str],
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    hub_kwargs: dict[str, Any],
+) -> LIDModel:
     from mmspeech.api.asr import pick_device
     from mmspeech.auto import AutoModelForAudioClassification
     from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor

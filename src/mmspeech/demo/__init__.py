@@ -10,9 +10,13 @@ for offline demos and end-to-end tests, not for real speech.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from mmspeech.errors import CheckpointNotFoundError
+
+logger = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent
 KINDS = {
@@ -44,3 +48,33 @@ def demo_languages() -> list[str]:
     """The languages of the shipped demo ASR checkpoint (its adapter files)."""
     directory = demo_checkpoint("asr")
     return sorted(path.name.split(".")[1] for path in directory.glob("adapter.*.safetensors"))
+
+
+def offline_fallback(
+    ref: str | os.PathLike[str], default: str, kind: str, error: CheckpointNotFoundError
+) -> Path:
+    """The demo checkpoint to use instead of the *default* hub checkpoint when it cannot be had.
+
+    Only the default reference falls back (any other reference never does), and only to
+    a demo checkpoint that is installed; otherwise ``error`` is raised as it was. The switch is
+    logged as a warning, so a user sees which model answers.
+
+    Args:
+        ref: the reference that failed to load.
+        default: the default hub id of the caller (e.g. ``facebook/mms-1b-all``).
+        kind: ``"asr"`` or ``"lid"``.
+        error: why ``ref`` could not be loaded.
+    """
+    if str(ref) != default:
+        raise error
+    try:
+        directory = demo_checkpoint(kind)
+    except CheckpointNotFoundError:
+        raise error from None
+    logger.warning(
+        "%s is not in the local cache and cannot be downloaded now; using the bundled "
+        "mmspeech-demo %s checkpoint instead (%s; trained on espeak-ng speech in %s - for "
+        "offline demos, not for real speech). Connect to the hub, or pass --model/ref, to choose.",
+        ref, kind, directory, ", ".join(demo_languages()),
+    )  # fmt: skip
+    return directory
