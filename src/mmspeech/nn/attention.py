@@ -21,6 +21,33 @@ def padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor 
     return bias[:, None, None, :]
 
 
+def attend(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    bias: torch.Tensor | None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Scaled dot-product attention over split heads, with the heads merged back.
+
+    Args:
+        query: (B, nh, T, hs).
+        key, value: (B, nh, S, hs).
+        bias: additive bias broadcastable to (B, nh, T, S), or None.
+        dropout_p: attention dropout (pass 0.0 outside training).
+        scale: None for 1 / sqrt(hs).
+
+    Returns:
+        (B, T, nh * hs).
+    """
+    attended = nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=bias, dropout_p=dropout_p, scale=scale
+    )  # (B, nh, T, hs)
+    batch, heads, length, size = attended.shape
+    return attended.transpose(1, 2).reshape(batch, length, heads * size)
+
+
 class MultiHeadAttention(nn.Module):
     """Self-attention with separate q/k/v/out projections (the HF ``*_proj`` weight names)."""
 
@@ -49,17 +76,10 @@ class MultiHeadAttention(nn.Module):
         Returns:
             (B, T, C).
         """
-        batch, length, width = hidden_states.shape
+        batch, length, _ = hidden_states.shape
         shape = (batch, length, self.num_heads, self.head_dim)
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (B, nh, T, hs)
         key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
         value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
-        attended = nn.functional.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=bias,
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, nh, T, hs)
-        attended = attended.transpose(1, 2).reshape(batch, length, width)
+        attended = attend(query, key, value, bias, self.dropout if self.training else 0.0)
         return self.out_proj(attended)

@@ -26,6 +26,7 @@ from mmspeech.models.text_decoders.cache import (
     split_heads,
 )
 from mmspeech.nn.activations import activation
+from mmspeech.nn.attention import attend
 
 logger = logging.getLogger(__name__)
 
@@ -138,15 +139,8 @@ class DecoderAttention(nn.Module):
             key = split_heads(self.k_proj(hidden_states), self.heads)
             value = split_heads(self.v_proj(hidden_states), self.heads)
             key, value = extend_self(cache, key, value)
-        attended = nn.functional.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=bias,
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, nh, T, hs)
-        batch, _, length, _ = attended.shape
-        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, -1))
+        attended = attend(query, key, value, bias, self.dropout if self.training else 0.0)
+        return self.out_proj(attended)
 
 
 class DecoderLayer(nn.Module):

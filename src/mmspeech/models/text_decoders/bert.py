@@ -25,6 +25,7 @@ from mmspeech.models.text_decoders.cache import (
     split_heads,
 )
 from mmspeech.nn.activations import activation
+from mmspeech.nn.attention import attend
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +103,7 @@ class BertAttentionHeads(nn.Module):
                 split_heads(self.value(x), self.heads),
             )
             key, value = extend_self(cache, key, value)
-        attended = nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, nh, T, hs)
-        batch, _, length, _ = attended.shape
-        return attended.transpose(1, 2).reshape(batch, length, -1)
+        return attend(query, key, value, bias, self.dropout if self.training else 0.0)
 
 
 class BertResidualOutput(nn.Module):

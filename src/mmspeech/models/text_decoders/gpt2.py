@@ -25,6 +25,7 @@ from mmspeech.models.text_decoders.cache import (
     split_heads,
 )
 from mmspeech.nn.activations import activation
+from mmspeech.nn.attention import attend
 
 logger = logging.getLogger(__name__)
 
@@ -126,16 +127,9 @@ class GPT2Attention(nn.Module):
                 for states in (query_states, key_states, value_states)
             )
             key, value = extend_self(cache, key, value)
-        attended = nn.functional.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=bias,
-            dropout_p=self.dropout if self.training else 0.0,
-            scale=self.scale,
-        )  # (B, nh, T, hs)
-        batch, _, length, _ = attended.shape
-        merged = attended.transpose(1, 2).reshape(batch, length, width)
+        merged = attend(
+            query, key, value, bias, self.dropout if self.training else 0.0, scale=self.scale
+        )
         return self.resid_dropout(self.c_proj(merged))
 
 
