@@ -57,8 +57,6 @@ def format_alignment(alignment: Alignment, fmt: str) -> str:
 def run(args: argparse.Namespace) -> int:
     common.setup_logging(args)
     files, missing = common.expand_inputs(args.inputs)
-    for item in missing:
-        common.error(f"no such audio file: {item}")
     given = args.text if args.text is not None else None
     if args.text_file is not None:
         try:

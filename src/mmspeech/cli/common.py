@@ -73,7 +73,8 @@ def error(message: str) -> None:
 
 
 def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
-    """Files as given and the audio files under given directories; and the inputs not found."""
+    """Files as given and the audio files under given directories; and the inputs not found,
+    each already reported (the caller goes on with the rest and fails at the end)."""
     files: list[Path] = []
     missing: list[str] = []
     for item in inputs:
@@ -89,6 +90,8 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
             files.append(path)
         else:
             missing.append(item)
+    for item in missing:
+        error(f"no such audio file: {item}")
     return files, missing
 
 

@@ -41,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
     common.setup_logging(args)
     options = IdentifyOptions(top_k=args.top_k, max_seconds=args.max_seconds)
     files, missing = common.expand_inputs(args.inputs)
-    for item in missing:
-        common.error(f"no such audio file: {item}")
     if not files:
         return 1
     from mmspeech.api.calls import cached_lid

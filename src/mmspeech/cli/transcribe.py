@@ -73,8 +73,6 @@ def run(args: argparse.Namespace) -> int:
         lm_alpha=args.lm_alpha, lm_beta=args.lm_beta,
     )  # fmt: skip
     files, missing = common.expand_inputs(args.inputs)
-    for item in missing:
-        common.error(f"no such audio file: {item}")
     if not check_output_args(args, files):
         return 2
     if not files:

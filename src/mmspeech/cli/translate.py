@@ -43,8 +43,6 @@ def run(args: argparse.Namespace) -> int:
         num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, window_s=args.window
     )
     files, missing = common.expand_inputs(args.inputs)
-    for item in missing:
-        common.error(f"no such audio file: {item}")
     if not check_output_args(args, files):
         return 2
     if not files:
