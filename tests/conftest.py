@@ -143,10 +143,8 @@ def vocab_for(letters: list[str]) -> dict[str, int]:
     return {token: index for index, token in enumerate(SPECIALS + letters)}
 
 
-@pytest.fixture
-def mms_dir(tmp_path):
+def build_mms_checkpoint(directory: Path) -> Path:
     """A complete MMS-style ASR checkpoint: base + adapters + nested vocab + processor files."""
-    directory = tmp_path / "mms-tiny-all"
     sizes = {lang: len(SPECIALS) + len(letters) for lang, letters in LETTERS.items()}
     base = reference_model("wav2vec2", "ctc", seed=0, vocab_size=sizes["eng"], **MMS)
     base.save_pretrained(directory)
@@ -154,14 +152,22 @@ def mms_dir(tmp_path):
         donor = reference_model("wav2vec2", "ctc", seed=seed, vocab_size=sizes[lang], **MMS)
         tensors = {k: v.detach().contiguous() for k, v in donor._get_adapters().items()}
         save_file(tensors, directory / f"adapter.{lang}.safetensors")
-    vocab_file = tmp_path / "vocab.json"
+    # the reference tokenizer is built from a vocabulary file, then saves its own copy
+    vocab_file = directory.parent / f"{directory.name}-vocab.json"
     vocab_file.write_text(json.dumps({lang: vocab_for(ls) for lang, ls in LETTERS.items()}))
     tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab_file), target_lang="eng")
     extractor = transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True)
     transformers.Wav2Vec2Processor(
         feature_extractor=extractor, tokenizer=tokenizer
     ).save_pretrained(directory)
+    vocab_file.unlink()
     return directory
+
+
+@pytest.fixture
+def mms_dir(tmp_path):
+    """A complete MMS-style ASR checkpoint (:func:`build_mms_checkpoint`)."""
+    return build_mms_checkpoint(tmp_path / "mms-tiny-all")
 
 
 def speech(seconds: float, seed: int) -> np.ndarray:
@@ -218,22 +224,7 @@ def build_server_models(root: Path) -> Path:
     ``mms-tts-fra``."""
     from test_vits_pipeline import tts_checkpoint
 
-    asr = root / "mms-tiny-all"
-    sizes = {lang: len(SPECIALS) + len(letters) for lang, letters in LETTERS.items()}
-    base = reference_model("wav2vec2", "ctc", seed=0, vocab_size=sizes["eng"], **MMS)
-    base.save_pretrained(asr)
-    for seed, lang in enumerate(LETTERS):
-        donor = reference_model("wav2vec2", "ctc", seed=seed, vocab_size=sizes[lang], **MMS)
-        tensors = {k: v.detach().contiguous() for k, v in donor._get_adapters().items()}
-        save_file(tensors, asr / f"adapter.{lang}.safetensors")
-    vocab_file = root / "vocab.json"
-    vocab_file.write_text(json.dumps({lang: vocab_for(ls) for lang, ls in LETTERS.items()}))
-    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab_file), target_lang="eng")
-    extractor = transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True)
-    transformers.Wav2Vec2Processor(
-        feature_extractor=extractor, tokenizer=tokenizer
-    ).save_pretrained(asr)
-    vocab_file.unlink()
+    build_mms_checkpoint(root / "mms-tiny-all")
     build_lid_checkpoint(root / "mms-lid-tiny", favour="fra")
     tts_checkpoint(root / "mms-tts-eng", "eng", False, seed=0)
     tts_checkpoint(root / "mms-tts-fra", "fra", False, seed=1)
