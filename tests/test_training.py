@@ -23,6 +23,7 @@ from mmspeech.models.speech_encoder_decoder import (
 from mmspeech.models.text_decoders import BartConfig
 from mmspeech.models.wav2vec2 import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Model
 from mmspeech.training import (
+    Augmentation,
     CTCTask,
     Seq2SeqTask,
     Trainer,
@@ -62,11 +63,14 @@ def fast(**changes: object) -> TrainOptions:
     return TrainOptions(**settings)  # type: ignore[arg-type]
 
 
-def tiny_ctc(vocab_size: int, dropout: float = 0.0, seed: int = 0) -> Wav2Vec2ForCTC:
+def tiny_ctc(
+    vocab_size: int, dropout: float = 0.0, seed: int = 0, mask_time_prob: float = 0.0
+) -> Wav2Vec2ForCTC:
     config = Wav2Vec2Config(
         **{**TINY, **MMS, "vocab_size": vocab_size},
         hidden_dropout=dropout, attention_dropout=dropout, activation_dropout=dropout,
-        final_dropout=dropout, layerdrop=0.0, mask_time_prob=0.0, ctc_loss_reduction="mean",
+        final_dropout=dropout, layerdrop=0.0, mask_time_prob=mask_time_prob,
+        mask_time_length=2, mask_time_min_masks=1, ctc_loss_reduction="mean",
     )  # fmt: skip
     model = Wav2Vec2ForCTC(config)
     init_weights(model, seed=seed)
@@ -140,10 +144,11 @@ def test_adapter_needs_an_adapter_checkpoint(make_checkpoint):
 def test_interrupt_and_resume_equals_an_uninterrupted_run(tmp_path):
     data = tone_utterances(TEXTS)
     vocab = build_vocab(TEXTS)
-    options = fast(max_steps=6, checkpoint_every=2, grad_accumulation=2)
+    # augmentation, SpecAugment and dropout all draw random numbers: resume must redraw them
+    options = fast(max_steps=6, checkpoint_every=2, grad_accumulation=2, augment=Augmentation())
 
     def run(work: Path, stop_at: int | None) -> Wav2Vec2ForCTC:
-        model = tiny_ctc(len(vocab), dropout=0.1)  # dropout: the RNG state must be restored
+        model = tiny_ctc(len(vocab), dropout=0.1, mask_time_prob=0.3)
         trainer = Trainer(model, CTCTask(vocab), data, (), options, work)
         trainer.train(resume=True, callback=lambda p: p.step == stop_at)
         return model
@@ -223,6 +228,8 @@ def test_lid_training_lowers_the_loss_and_saves_id2label(tmp_path, make_checkpoi
         Utterance(u.audio, "", "fra", u.waveform) for u in high
     ]
     model = build_lid_model(encoder_dir, ["eng", "fra"], seed=0)
+    # the checkpoint's SpecAugment (two 10-frame masks) would hide most of a 0.12 s tone
+    model.base.config.apply_spec_augment = False
     before = {k: v.clone() for k, v in model.base.state_dict().items()}
     history: list = []
     result = train_lid(
@@ -296,11 +303,13 @@ def test_cli_train_adapter_end_to_end(mms_dir, tmp_path, capsys):
     (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
     code = main(["train-adapter", str(mms_dir), "--lang", "abc", "--train",
                  str(tmp_path / "train.tsv"), "--eval-fraction", "0.3", "--steps", "3",
-                 "--batch-seconds", "1", "--work-dir", str(tmp_path / "run")])  # fmt: skip
+                 "--batch-seconds", "1", "--work-dir", str(tmp_path / "run"),
+                 "--augment"])  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["steps"] == 3 and set(report["metrics"]) == {"cer", "wer"}
-    assert (tmp_path / "run" / "trainer_state.pt").is_file()
+    state = torch.load(tmp_path / "run" / "trainer_state.pt", weights_only=True)
+    assert state["options"]["augment"]["speeds"] == (0.9, 1.0, 1.1)
     assert "abc" in json.loads((mms_dir / "vocab.json").read_text())
     # a bad manifest is a one-line error and exit code 2, not a traceback
     code = main(["train-adapter", str(mms_dir), "--lang", "abc", "--train",
@@ -328,3 +337,80 @@ def test_flat_vocabulary_checkpoint_is_refused_for_adapters(mms_dir):
     (flat / "vocab.json").write_text(json.dumps({"<pad>": 0, "a": 1}))
     with pytest.raises(DatasetError, match="flat vocabulary"):
         write_language_vocab(flat, "xyz", {"<pad>": 0})
+
+
+# -- augmentation and SpecAugment --------------------------------------------------------------
+
+
+def test_augmentation_is_seeded_and_changes_speed_and_noise():
+    t = np.arange(16000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    faster = Augmentation(speeds=(1.1,), gain_db=(0.0, 0.0), noise_snr_db=None)
+    out = faster(wave, np.random.default_rng(0))
+    assert out.dtype == np.float32 and abs(len(out) - 16000 / 1.1) <= 2
+    spectrum = np.abs(np.fft.rfft(out, n=16000))  # the tone moves up by the speed factor
+    assert abs(int(spectrum.argmax()) - 242) <= 1
+    noisy = Augmentation(speeds=(1.0,), gain_db=(0.0, 0.0), noise_snr_db=(20.0, 20.0),
+                         noise_probability=1.0)  # fmt: skip
+    out = noisy(wave, np.random.default_rng(0))
+    noise = out - wave
+    snr = 10 * np.log10(np.mean(wave.astype(np.float64) ** 2) / np.mean(noise**2))
+    assert len(out) == len(wave) and abs(snr - 20.0) < 0.5
+    recipe = Augmentation()
+    first, again = recipe(wave, np.random.default_rng(5)), recipe(wave, np.random.default_rng(5))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, recipe(wave, np.random.default_rng(6)))
+    assert np.abs(recipe(wave * 3, np.random.default_rng(1))).max() <= 1.0  # clipped
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"speeds": ()}, "speeds"),
+        ({"speeds": (3.0,)}, "speeds"),
+        ({"gain_db": (6.0, -6.0)}, "gain_db"),
+        ({"noise_probability": 2.0}, "noise_probability"),
+    ],
+)
+def test_augmentation_refuses_bad_settings(changes, message):
+    from mmspeech.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        Augmentation(**changes)  # type: ignore[arg-type]
+
+
+def test_span_mask_stays_inside_each_rows_length():
+    from mmspeech.models.wav2vec2.model import span_mask
+
+    torch.manual_seed(0)
+    mask = span_mask([100, 40, 3], 100, prob=0.2, span=5, min_spans=1)
+    assert mask.shape == (3, 100)
+    assert not mask[1, 40:].any() and not mask[2].any()  # padding and too-short rows: never
+    assert 10 <= int(mask[0].sum()) <= 25 and 5 <= int(mask[1].sum()) <= 10
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, mask[0].int().numpy(), 0])))[::2]
+    assert all(run % 5 == 0 for run in runs)  # whole spans (spans may touch)
+
+
+def test_spec_augment_masks_frames_in_training_only():
+    from mmspeech.models.wav2vec2.model import Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        **{**TINY, **MMS}, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+        layerdrop=0.0, mask_time_prob=0.5, mask_time_length=2, mask_time_min_masks=1,
+    )  # fmt: skip
+    model = Wav2Vec2Model(config)
+    seen: list[torch.Tensor] = []
+    model.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach()))
+    values = torch.randn(2, 4000)
+    attention = torch.ones(2, 4000, dtype=torch.long)
+    attention[1, 2000:] = 0
+    model.eval()
+    model(values, attention)
+    model.train()
+    torch.manual_seed(0)
+    model(values, attention)
+    clean, masked = seen
+    replaced = (masked == model.masked_spec_embed).all(-1)
+    assert replaced.any() and torch.equal(~replaced, (masked == clean).all(-1))
+    valid = model.frame_lengths(attention.sum(-1))
+    assert not replaced[1, int(valid[1]) :].any()

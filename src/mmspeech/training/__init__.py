@@ -9,6 +9,7 @@ Needs the ``train`` extra (``pip install 'mmspeech[train]'``) for CER/WER (jiwer
 
 from __future__ import annotations
 
+from mmspeech.training.augment import Augmentation
 from mmspeech.training.data import (
     Utterance,
     from_hf_dataset,
@@ -30,6 +31,7 @@ from mmspeech.training.tasks import ClassificationTask, CTCTask, Seq2SeqTask, er
 from mmspeech.training.vocab import build_vocab, encode
 
 __all__ = [
+    "Augmentation",
     "CTCTask",
     "ClassificationTask",
     "Progress",

@@ -63,6 +63,8 @@ def _add_common(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
     run.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
     run.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     run.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    run.add_argument("--augment", action="store_true",
+                     help="vary each training waveform: speed 0.9-1.1, gain, noise")  # fmt: skip
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps")
     run.add_argument("--device", default="cpu", help="torch device (cpu, cuda, …)")
@@ -73,6 +75,7 @@ def _add_common(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
+    from mmspeech.training.augment import Augmentation
     from mmspeech.training.loop import TrainOptions
 
     return TrainOptions(
@@ -80,7 +83,7 @@ def _options(args: argparse.Namespace) -> Any:
         weight_decay=args.weight_decay, batch_seconds=args.batch_seconds,
         grad_accumulation=args.grad_accum, bf16=args.bf16, seed=args.seed,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every if args.work_dir else 0,
-        device=args.device,
+        device=args.device, augment=Augmentation() if args.augment else None,
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mmspeech.errors import CheckpointError, ConfigError, DatasetError
+from mmspeech.training.augment import Augmentation
 from mmspeech.training.batching import bucketed_batches
 from mmspeech.training.data import Utterance
 
@@ -48,6 +49,7 @@ class TrainOptions:
     checkpoint_every: int = 0  # write a resumable checkpoint every N steps (0: only at the end)
     log_every: int = 10  # report the running loss every N steps
     device: str = "cpu"  # torch device to train on
+    augment: Augmentation | None = None  # vary each training waveform as it is drawn
 
     def validate(self) -> None:
         for name in ("max_steps", "grad_accumulation", "max_batch_size", "log_every"):
@@ -165,8 +167,13 @@ class Trainer:
             self.epoch, self.batch_index = self.epoch + 1, 0
             batches = self._epoch_batches(self.epoch)
         indices = batches[self.batch_index]
+        examples = [self.train_set[i] for i in indices]
+        augment = self.options.augment
+        if augment is not None:  # seeded by the position, so a resumed run draws the same
+            rng = np.random.default_rng([self.options.seed, self.epoch, self.batch_index])
+            examples = [replace(u, waveform=augment(u.waveform, rng)) for u in examples]  # type: ignore[arg-type]
         self.batch_index += 1
-        batch = self.task.collate([self.train_set[i] for i in indices])
+        batch = self.task.collate(examples)
         return {key: value.to(self.options.device) for key, value in batch.items()}
 
     # -- the loop ------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ class TrainResult:
 
 
 def init_weights(model: nn.Module, std: float = 0.02, seed: int = 0) -> None:
-    """Seeded initialisation of a new model: normal(0, std) linears, Kaiming convs, unit norms."""
+    """Seeded initialisation of a new model: normal(0, std) linears, Kaiming convs, unit norms
+    and a uniform SpecAugment mask vector."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -57,6 +58,9 @@ def init_weights(model: nn.Module, std: float = 0.02, seed: int = 0) -> None:
             elif isinstance(module, nn.LayerNorm | nn.GroupNorm):
                 module.weight.fill_(1.0)
                 module.bias.zero_()
+        for name, parameter in model.named_parameters():
+            if name.endswith("masked_spec_embed"):  # SpecAugment's mask vector: uniform [0, 1)
+                parameter.copy_(torch.rand(parameter.shape, generator=generator))
 
 
 def _write_processor(directory: Path, vocab: Mapping[str, object], target_lang: str | None) -> None:

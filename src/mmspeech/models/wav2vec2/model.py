@@ -25,6 +25,29 @@ from mmspeech.models.wav2vec2.feature_encoder import (
 )
 
 
+def span_mask(
+    lengths: list[int], size: int, prob: float, span: int, min_spans: int
+) -> torch.Tensor:
+    """(B, size) bool: per row, random spans of ``span`` positions inside its first ``lengths[b]``.
+
+    About ``prob * length / span`` spans per row (at least ``min_spans``, at most as many as fit
+    without overlap), their starts drawn without replacement from torch's global generator.
+    """
+    out = torch.zeros(len(lengths), size, dtype=torch.bool)
+    for row, length in enumerate(lengths):
+        length = int(length)
+        if length < span or span < 1:
+            continue
+        count = int(prob * length / span + float(torch.rand(())))
+        count = min(max(count, min_spans), length // span)
+        if count == 0:
+            continue
+        starts = torch.randperm(length - span + 1)[:count]
+        positions = (starts[:, None] + torch.arange(span)[None, :]).reshape(-1)
+        out[row, positions] = True
+    return out
+
+
 class EncoderOutput(NamedTuple):
     last_hidden_state: torch.Tensor  # (B, frames, output_hidden_size), after any conv adapter
     extract_features: torch.Tensor  # (B, conv frames, conv_dim[-1]), normalised conv features
@@ -99,7 +122,33 @@ class Wav2Vec2Model(PretrainedModel):
             if bool(mask.all()):
                 mask = None
         hidden_states, normed = self.feature_projection(features)
+        if self.training and self.config.apply_spec_augment:
+            hidden_states = self._spec_augment(hidden_states, mask)
         return hidden_states, normed, mask
+
+    def _spec_augment(self, hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """SpecAugment (training only): spans of frames become ``masked_spec_embed``, spans of
+        channels become 0, at the config's ``mask_time_*`` / ``mask_feature_*`` rates."""
+        config = self.config
+        batch, frames, channels = hidden_states.shape
+        if config.mask_time_prob > 0:
+            lengths = [frames] * batch if mask is None else mask.sum(-1).tolist()
+            spans = span_mask(
+                lengths, frames, config.mask_time_prob, config.mask_time_length,
+                config.mask_time_min_masks,
+            )  # fmt: skip
+            hidden_states = torch.where(
+                spans.to(hidden_states.device)[..., None],
+                self.masked_spec_embed.to(hidden_states.dtype),
+                hidden_states,
+            )
+        if config.mask_feature_prob > 0:
+            spans = span_mask(
+                [channels] * batch, channels, config.mask_feature_prob,
+                config.mask_feature_length, config.mask_feature_min_masks,
+            )  # fmt: skip
+            hidden_states = hidden_states.masked_fill(spans.to(hidden_states.device)[:, None], 0.0)
+        return hidden_states
 
     def forward(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
