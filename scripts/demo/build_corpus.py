@@ -1,9 +1,10 @@
 """Build the mmspeech-demo speech corpus: espeak-ng speech of frequent words in six languages.
 
 Text comes from ``wordfreq`` (the most frequent words of each language, in its own script);
-each utterance is 1-3 random words spoken by espeak-ng with one voice variant, speed and pitch.
-Training and evaluation use *different* voices and speeds, so the evaluation measures how
-well the models generalise to speakers they never heard (within synthetic speech).
+each utterance is 1-4 random words spoken by espeak-ng with a voice variant, speed and pitch
+drawn for it (51 variants, 12 speeds, 11 pitches). Evaluation uses two variants training never
+hears, at off-grid speeds and pitches, so it measures how well the models generalise to
+speakers they never heard (within synthetic speech).
 
 Writes ``<out>/<lang>/<split>/<n>.wav`` (16 kHz mono) and ``<out>/<split>.tsv`` manifests with
 the columns ``audio``, ``text``, ``lang`` (paths relative to the manifest).
@@ -19,6 +20,7 @@ import random
 import subprocess
 import tempfile
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +37,28 @@ LANGUAGES = {
     "rus": ("ru", "ru", "CYRILLIC"),
     "ell": ("el", "el", "GREEK"),
 }
-# (voice variant, words per minute, pitch 0-99); evaluation voices and speeds are held out
-TRAIN_VOICES = [
-    ("m1", 140, 45),
-    ("m3", 170, 40),
-    ("f1", 150, 60),
-    ("f4", 185, 55),
-    ("m5", 200, 50),
-    ("f2", 160, 65),
-]
-EVAL_VOICES = [("m7", 155, 48), ("f3", 178, 58)]
+# Training speech: every utterance draws its own espeak-ng voice variant, speed (words per
+# minute, multiples of 10) and pitch (multiples of 5). Evaluation uses two variants that training
+# never hears, at speeds and pitches that are not on the training grid.
+TRAIN_VARIANTS = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m8", "f1", "f2", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "croak", "Alex", "Andy", "Annie", "Denis", "Gene",
+    "Jacky", "Lee", "Mario", "Michael", "Storm", "Tweaky", "adam", "anika", "aunty", "belinda",
+    "benjamin", "boris", "caleb", "david", "edward", "grandma", "grandpa", "iven", "john",
+    "linda", "max", "norbert", "paul", "pedro", "quincy", "rob", "robert", "steph", "travis",
+    "victor",
+)  # fmt: skip
+TRAIN_SPEEDS = tuple(range(120, 231, 10))
+TRAIN_PITCHES = tuple(range(25, 80, 5))
+EVAL_VOICES = [("m7", 155, 48), ("f3", 178, 58)]  # (variant, words per minute, pitch 0-99)
+MAX_WORDS = 4  # words per utterance: 1 to MAX_WORDS
+# a word needs a vowel of its script: vowel-less ones are abbreviations espeak-ng expands
+# ("dr" -> "doctor"), whose audio would not match their letters
+VOWELS = {
+    "LATIN": set("aeiouyàâäæéèêëîïôöœùûüÿáíóúñ"),
+    "CYRILLIC": set("аеёиоуыэюя"),
+    "GREEK": set("αεηιουωάέήίόύώϊϋΐΰ"),
+}
 VOCAB_WORDS = 1200  # most frequent words per language to draw from
 
 
@@ -58,6 +72,8 @@ def word_pool(wordfreq_code: str, script: str, size: int) -> list[str]:
         if len(letters) < 2 or not letters.isalpha():
             continue
         if not all(unicodedata.name(ch, "").startswith(script) for ch in letters):
+            continue
+        if not VOWELS[script] & set(letters):
             continue
         if script == "GREEK":  # wordfreq folds final sigma; write it as Greek spells it
             letters = letters[:-1] + "ς" if letters.endswith("σ") else letters
@@ -82,44 +98,54 @@ def speak(text: str, voice: str, variant: str, speed: int, pitch: int, tmp: Path
     return waveform[start:end]
 
 
-def build(out: Path, per_voice_train: int, per_voice_eval: int, seed: int) -> None:
-    rng = random.Random(seed)
-    rows: dict[str, list[tuple[str, str, str]]] = {"train": [], "eval": []}
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        for lang, (wf_code, voice, script) in LANGUAGES.items():
-            pool = word_pool(wf_code, script, VOCAB_WORDS)
-            for split, voices, count in (
-                ("train", TRAIN_VOICES, per_voice_train),
-                ("eval", EVAL_VOICES, per_voice_eval),
-            ):
-                folder = out / lang / split
-                folder.mkdir(parents=True, exist_ok=True)
-                index = 0
-                for variant, speed, pitch in voices:
-                    for _ in range(count):
-                        text = " ".join(rng.sample(pool, rng.randint(1, 3)))
-                        waveform = speak(text, voice, variant, speed, pitch, tmp)
-                        path = folder / f"{index:05d}.wav"
-                        soundfile.write(path, waveform, 16000, subtype="PCM_16")
-                        rows[split].append((str(path.relative_to(out)), text, lang))
-                        index += 1
-            print(f"{lang}: {len(pool)} words, done", flush=True)
-    for split, split_rows in rows.items():
-        with open(out / f"{split}.tsv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(["audio", "text", "lang"])
-            writer.writerows(split_rows)
+def build(out: Path, train_per_lang: int, eval_per_voice: int, seed: int, jobs: int) -> None:
+    # every utterance is decided first (one seeded generator per split), then spoken in parallel
+    train_rng, eval_rng = random.Random(seed), random.Random(seed + 1)
+    plan: dict[str, list[tuple[str, str, str, str, int, int]]] = {"train": [], "eval": []}
+    for lang, (wf_code, voice, script) in LANGUAGES.items():
+        pool = word_pool(wf_code, script, VOCAB_WORDS)
+        for index in range(train_per_lang):
+            text = " ".join(train_rng.sample(pool, train_rng.randint(1, MAX_WORDS)))
+            setting = (
+                train_rng.choice(TRAIN_VARIANTS), train_rng.choice(TRAIN_SPEEDS),
+                train_rng.choice(TRAIN_PITCHES),
+            )  # fmt: skip
+            plan["train"].append((f"{lang}/train/{index:05d}.wav", text, lang, voice, *setting))
+        index = 0
+        for variant, speed, pitch in EVAL_VOICES:
+            for _ in range(eval_per_voice):
+                text = " ".join(eval_rng.sample(pool, eval_rng.randint(1, MAX_WORDS)))
+                path = f"{lang}/eval/{index:05d}.wav"
+                plan["eval"].append((path, text, lang, voice, variant, speed, pitch))
+                index += 1
+        print(f"{lang}: {len(pool)} words", flush=True)
+
+    def render(item: tuple[str, str, str, str, str, int, int]) -> None:
+        path, text, _, voice, variant, speed, pitch = item
+        with tempfile.TemporaryDirectory() as tmp:
+            waveform = speak(text, voice, variant, speed, pitch, Path(tmp))
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(out / path, waveform, 16000, subtype="PCM_16")
+
+    with ThreadPoolExecutor(jobs) as pool_executor:  # espeak-ng runs as a subprocess
+        for split, items in plan.items():
+            list(pool_executor.map(render, items))
+            print(f"{split}: {len(items)} utterances", flush=True)
+            with open(out / f"{split}.tsv", "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+                writer.writerow(["audio", "text", "lang"])
+                writer.writerows((path, text, lang) for path, text, lang, *_ in items)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/work/demo-data/corpus"))
-    parser.add_argument("--train-per-voice", type=int, default=100)
-    parser.add_argument("--eval-per-voice", type=int, default=25)
+    parser.add_argument("--train-per-lang", type=int, default=3000)
+    parser.add_argument("--eval-per-voice", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="espeak-ng processes at once")
     args = parser.parse_args()
-    build(args.out, args.train_per_voice, args.eval_per_voice, args.seed)
+    build(args.out, args.train_per_lang, args.eval_per_voice, args.seed, args.jobs)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Train the mmspeech-demo checkpoints on the espeak-ng corpus of build_corpus.py.
 
 1. A small wav2vec 2.0 CTC model in the MMS layout (pre-norm blocks with language adapters)
-   is trained on all languages at once over the union of their characters.
+   is trained on all languages at once over the union of their characters, with speed/gain/
+   noise augmentation of the waveforms and SpecAugment time masks.
 2. Per language, the base is frozen and an adapter + a head over that language's characters
    is fine-tuned (the head starts from the shared head's rows): ``adapter.<lang>.safetensors``
    and a nested ``vocab.json``, exactly like facebook/mms-1b-all.
@@ -25,6 +26,7 @@ import torch
 
 from mmspeech.models.wav2vec2 import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Model
 from mmspeech.training import (
+    Augmentation,
     TrainOptions,
     build_lid_model,
     build_vocab,
@@ -37,12 +39,12 @@ from mmspeech.training import (
 )
 
 # The demo architecture: MMS structure (stable layer norm, layer-norm conv encoder, adapters),
-# ~2M parameters, 50 frames per second like MMS.
+# ~5M parameters, 50 frames per second like MMS.
 DEMO_CONFIG = {
-    "hidden_size": 192,
-    "num_hidden_layers": 4,
+    "hidden_size": 256,
+    "num_hidden_layers": 6,
     "num_attention_heads": 4,
-    "intermediate_size": 512,
+    "intermediate_size": 1024,
     "conv_dim": (32, 64, 96, 128, 128),
     "conv_stride": (5, 4, 4, 2, 2),
     "conv_kernel": (10, 8, 8, 4, 4),
@@ -50,17 +52,23 @@ DEMO_CONFIG = {
     "feat_extract_norm": "layer",
     "do_stable_layer_norm": True,
     "num_conv_pos_embeddings": 32,
-    "num_conv_pos_embedding_groups": 12,
+    "num_conv_pos_embedding_groups": 16,
     "adapter_attn_dim": 16,
-    "hidden_dropout": 0.0,
-    "activation_dropout": 0.0,
-    "attention_dropout": 0.0,
+    "hidden_dropout": 0.05,
+    "activation_dropout": 0.05,
+    "attention_dropout": 0.05,
     "final_dropout": 0.0,
     "layerdrop": 0.0,
-    "mask_time_prob": 0.0,
+    # SpecAugment: ~8 % of frames masked in 0.1 s spans (short clips may get none)
+    "mask_time_prob": 0.08,
+    "mask_time_length": 5,
+    "mask_time_min_masks": 0,
     "ctc_loss_reduction": "mean",
     "ctc_zero_infinity": True,
 }
+
+# every training waveform is varied as it is drawn: speed 0.9/1.0/1.1, gain, noise at 10-40 dB
+AUGMENT = Augmentation()
 
 log = logging.getLogger("demo")
 
@@ -91,13 +99,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=Path("/work/demo-data/corpus"))
     parser.add_argument("--out", type=Path, default=Path("/work/demo-data/models"))
-    parser.add_argument("--base-steps", type=int, default=900)
-    parser.add_argument("--adapter-steps", type=int, default=40)
-    parser.add_argument("--lid-steps", type=int, default=600)
+    parser.add_argument("--base-steps", type=int, default=8000)
+    parser.add_argument("--adapter-steps", type=int, default=150)
+    parser.add_argument("--lid-steps", type=int, default=800)
     parser.add_argument("--batch-seconds", type=float, default=10.0)
-    parser.add_argument("--more-cycles", type=int, default=2, help="warm restarts after the first")
-    parser.add_argument("--more-base-steps", type=int, default=900, help="steps per restart")
-    parser.add_argument("--stop-at", type=float, help="unix time: end a restart cycle early")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=0, help="utterances per language (smoke test)")
     args = parser.parse_args()
@@ -118,7 +123,7 @@ def main() -> None:
         flush=True,
     )
     # a small held-out sample to watch the base training (the full set is for the end)
-    watch = [u for group in by_lang(heldout).values() for u in group[:8]]
+    watch = [u for group in by_lang(heldout).values() for u in group[::12]]
 
     # 1. the shared base, all languages, union vocabulary
     base_dir = args.out / "base"
@@ -130,40 +135,15 @@ def main() -> None:
         init_weights(model, seed=0)
         print(f"base model: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
         options = TrainOptions(
-            max_steps=args.base_steps, learning_rate=2e-3, warmup_steps=120,
+            max_steps=args.base_steps, learning_rate=1.5e-3, warmup_steps=500,
             batch_seconds=args.batch_seconds, max_batch_size=64, weight_decay=0.01,
-            eval_every=250, checkpoint_every=50, seed=0,
+            eval_every=500, checkpoint_every=100, seed=0, augment=AUGMENT,
         )  # fmt: skip
         result = train_ctc(
             model, union, train, watch, base_dir, options,
             work_dir=args.out / "work-base", resume=True, callback=progress_printer("base"),
         )  # fmt: skip
         print(f"base done: {result.metrics}", flush=True)
-
-    # 1b. more cycles over all languages (warm restarts of the learning rate): CTC from
-    # scratch sits on a plateau for its first few hundred steps, later cycles converge
-    for cycle in range(2, 2 + args.more_cycles):
-        next_dir = args.out / f"base{cycle}"
-        if not (next_dir / "model.safetensors").is_file():
-            model = Wav2Vec2ForCTC.from_pretrained(base_dir)
-            options = TrainOptions(
-                max_steps=args.more_base_steps, learning_rate=1.5e-3, warmup_steps=50,
-                batch_seconds=args.batch_seconds, max_batch_size=64, weight_decay=0.01,
-                eval_every=250, checkpoint_every=50, seed=cycle - 1,
-            )  # fmt: skip
-            deadline = args.stop_at
-            printer = progress_printer(f"base{cycle}")
-
-            def report(progress, printer=printer, deadline=deadline):
-                printer(progress)
-                return deadline is not None and time.time() > deadline
-
-            result = train_ctc(
-                model, union, train, watch, next_dir, options,
-                work_dir=args.out / f"work-base{cycle}", resume=True, callback=report,
-            )  # fmt: skip
-            print(f"base{cycle} done after {result.steps} steps: {result.metrics}", flush=True)
-        base_dir = next_dir
 
     # 2. one adapter + head per language, base frozen, written into asr/
     asr_dir = args.out / "asr"
@@ -179,7 +159,7 @@ def main() -> None:
         texts = [u.text for u in lang_train[lang] + lang_heldout[lang]]
         options = TrainOptions(
             max_steps=args.adapter_steps, learning_rate=1e-3, warmup_steps=20,
-            batch_seconds=args.batch_seconds, max_batch_size=64, seed=0,
+            batch_seconds=args.batch_seconds, max_batch_size=64, seed=0, augment=AUGMENT,
         )  # fmt: skip
         result = train_adapter(
             asr_dir, lang, lang_train[lang], lang_heldout[lang], options,
@@ -203,7 +183,8 @@ def main() -> None:
         lid_train = [u for group in lang_train.values() for u in group[::2]]
         options = TrainOptions(
             max_steps=args.lid_steps, learning_rate=3e-3, warmup_steps=15,
-            batch_seconds=args.batch_seconds, max_batch_size=64, eval_every=50, seed=0,
+            batch_seconds=args.batch_seconds, max_batch_size=64, eval_every=100, seed=0,
+            augment=AUGMENT,
         )  # fmt: skip
         result = train_lid(
             model, lid_train, heldout, lid_dir, options,
