@@ -11,7 +11,8 @@ The machine may be shared: the two implementations run alternately for ``--round
 (the order swapped each round), and the ratio reported is the median of the per-round ratios;
 the ratio of CPU times (steadier than wall time on a busy machine) is printed too.
 
-    python benchmarks/tts.py [--rounds 3] [--repeats 3] [--threads 2] [--out-json results.json]
+    python benchmarks/tts.py [--rounds 3] [--repeats 3] [--threads 2] [--texts both]
+                             [--out-json results.json]
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ def ids(text: str) -> list[int]:
     return out
 
 
-def worker(implementation: str, directory: str, repeats: int, threads: int) -> None:
+TEXTS = {"sentence (100 chars)": SENTENCE, "paragraph (1000 chars)": PARAGRAPH}
+
+
+def worker(
+    implementation: str, directory: str, repeats: int, threads: int, texts: list[str]
+) -> None:
     """Load one implementation, time both texts, print one JSON line (run in a child process)."""
     import resource
 
@@ -66,7 +72,7 @@ def worker(implementation: str, directory: str, repeats: int, threads: int) -> N
     model.noise_scale_duration = 0.0
     stages = time_stages(model) if implementation == "mmspeech" else {}
     results = {}
-    for name, text in (("sentence (100 chars)", SENTENCE), ("paragraph (1000 chars)", PARAGRAPH)):
+    for name, text in ((name, TEXTS[name]) for name in texts):
         input_ids = torch.tensor([ids(text)])
         times, cpu_times = [], []
         with torch.inference_mode():
@@ -115,6 +121,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each side")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per text per run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--texts", choices=["both", "sentence", "paragraph"], default="both")
     parser.add_argument("--out-json")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,7 +130,8 @@ def main() -> None:
         if implementation == "build":
             build(directory)
         else:
-            worker(implementation, directory, args.repeats, args.threads)
+            texts = [n for n in TEXTS if args.texts == "both" or n.startswith(args.texts)]
+            worker(implementation, directory, args.repeats, args.threads, texts)
         return
     here = os.path.abspath(__file__)
     runs: dict[str, list[dict[str, Any]]] = {"mmspeech": [], "transformers": []}
@@ -134,6 +142,7 @@ def main() -> None:
             for implementation in order:
                 command = [sys.executable, here, "--worker", implementation, directory]
                 command += ["--repeats", str(args.repeats), "--threads", str(args.threads)]
+                command += ["--texts", args.texts]
                 output = subprocess.run(command, check=True, capture_output=True, text=True)
                 runs[implementation].append(json.loads(output.stdout.strip().splitlines()[-1]))
     report(runs)

@@ -317,10 +317,53 @@ def test_save_pretrained_loads_in_the_reference(checkpoints, tmp_path, speakers)
     assert max_diff(found.waveform, expected.waveform) <= TOLERANCE
 
 
-def test_decoder_time_tiles_are_exact(checkpoints, monkeypatch):
+@pytest.fixture
+def spectral_everywhere(monkeypatch):
+    """Every residual conv of the decoder in the frequency domain (tiny models never qualify)."""
+    from mmspeech.models.vits import hifigan
+
+    monkeypatch.setattr(hifigan, "SPECTRAL_MIN_KERNEL", 1)
+    monkeypatch.setattr(hifigan, "SPECTRAL_MIN_CHANNELS", 1)
+    monkeypatch.setattr(hifigan, "SPECTRAL_MAX_DILATION", 99)
+    hifigan.spectral_segment.cache_clear()
+    yield
+    hifigan.spectral_segment.cache_clear()
+
+
+@pytest.mark.parametrize("speakers", [1, 3])
+def test_frequency_domain_decoder_matches_reference(checkpoints, spectral_everywhere, speakers):
+    from mmspeech.models.vits import hifigan
+
+    assert hifigan.spectral_segment(8, 3, 2) is not None
+    reference, model = checkpoints(True, speakers)
+    quiet(reference)
+    quiet(model)
+    speaker = 2 if speakers > 1 else None
+    ids = token_ids(15)
+    with torch.no_grad():
+        expected = reference(ids, speaker_id=speaker)
+        found = model(ids, speaker_id=speaker)
+    assert max_diff(found.waveform, expected.waveform) <= TOLERANCE
+
+
+def test_frequency_domain_decoder_with_autograd_on(checkpoints, spectral_everywhere):
+    """Called without no_grad (weights require grad), the decoder gives the same waveform."""
+    _, model = checkpoints(False, 1)
+    generator = torch.Generator().manual_seed(4)
+    spectrogram = torch.randn(2, TINY_VITS["flow_size"], 11, generator=generator)
+    recorded = model.decoder(spectrogram)
+    assert recorded.requires_grad
+    with torch.no_grad():
+        assert max_diff(recorded.detach(), model.decoder(spectrogram)) <= 1e-6
+
+
+@pytest.mark.parametrize("spectral", [False, True])
+def test_decoder_time_tiles_are_exact(checkpoints, monkeypatch, request, spectral):
     """Long inputs are decoded in overlapping time tiles: the seams must not show."""
     from mmspeech.models.vits import hifigan
 
+    if spectral:
+        request.getfixturevalue("spectral_everywhere")
     reference, model = checkpoints(False, 3)
     generator = torch.Generator().manual_seed(9)
     spectrogram = torch.randn(2, TINY_VITS["flow_size"], 23, generator=generator)
