@@ -24,7 +24,8 @@ def direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dil
     [
         (1, 500, 16, 16, 11, 1, None),
         (2, 333, 8, 12, 11, 5, None),
-        (3, 37, 4, 6, 7, 3, 18),  # segment == span - 1
+        (3, 37, 4, 6, 7, 3, 6),  # segment == kernel - 1, dilated
+        (2, 2, 4, 4, 5, 3, None),  # fewer samples than phases
         (2, 1, 3, 5, 3, 1, None),  # one sample
         (1, 40, 8, 8, 7, 1, 64),  # one segment longer than the input
         (2, 96, 6, 6, 1, 1, 8),  # a 1-tap kernel
@@ -68,5 +69,5 @@ def test_segment_choice_and_limits():
     segment = best_segment(128, 128, 11)
     assert segment >= 10 and segment % 8 == 0
     assert spectral_cost(128, 128, 11, segment) < 0.4 * 2 * 11 * 128 * 128
-    with pytest.raises(ValueError, match="shorter than the span"):
-        spectral_plan(torch.zeros(4, 4, 11), dilation=5, segment=16)
+    with pytest.raises(ValueError, match="shorter than the kernel"):
+        spectral_plan(torch.zeros(4, 4, 11), dilation=5, segment=8)

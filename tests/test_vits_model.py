@@ -330,7 +330,7 @@ def spectral_everywhere(monkeypatch):
 
     monkeypatch.setattr(hifigan, "SPECTRAL_MIN_KERNEL", 1)
     monkeypatch.setattr(hifigan, "SPECTRAL_MIN_CHANNELS", 1)
-    monkeypatch.setattr(hifigan, "SPECTRAL_MAX_DILATION", 99)
+    monkeypatch.setattr(hifigan, "SPECTRAL_MIN_KERNEL_DILATED", 1)
     hifigan.spectral_segment.cache_clear()
     yield
     hifigan.spectral_segment.cache_clear()

@@ -10,8 +10,9 @@ Speed (this is the hot path of synthesis): the 1-D convolutions run as 2-D ones 
 than the channel-first layout; activations and residual sums are in place; and each fusion
 runs over time tiles of about :data:`TILE_VALUES` values (plus a halo of the blocks' receptive
 field), so long inputs stay cache-sized and the cost grows linearly with the audio length.
-The undilated 7- and 11-tap residual convs over 128 and more channels run blockwise in the
-frequency domain (:mod:`mmspeech.nn.fft_conv`), whose cost hardly grows with the kernel.
+The undilated 7- and 11-tap and the dilated 11-tap residual convs over 128 and more channels
+run blockwise in the frequency domain (:mod:`mmspeech.nn.fft_conv`), whose cost hardly grows
+with the kernel.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ logger = logging.getLogger(__name__)
 
 TILE_VALUES = 2**21  # channels x samples per time tile of a fusion (8 MB of float32)
 MIN_TILE = 4096  # samples; a tile is never shorter than this (the halo is ~60 samples)
-# Undilated residual-block convs with wide kernels over many channels run blockwise in the
-# frequency domain (mmspeech.nn.fft_conv). Measured inside the decoder on a 2-core AVX-512 CPU,
-# where the direct convs already run near the matrix-multiply peak: 1.2-1.8x faster at 128
-# and 256 channels with 7 and 11 taps; slower with dilations (longer segments) or 64 channels.
+# Residual-block convs with wide kernels over many channels run blockwise in the frequency
+# domain (mmspeech.nn.fft_conv; a dilated conv as an undilated one over its interleaved phases).
+# Measured inside the decoder on a 2-core AVX-512 CPU, where the direct convs already run near
+# the matrix-multiply peak: 1.2-1.8x faster at 128 and 256 channels with 7 and 11 taps, and
+# 1.5-2x with 11 taps dilated by 3 or 5; about even for 7 dilated taps; slower at 64 channels.
 SPECTRAL_MIN_KERNEL = 7
+SPECTRAL_MIN_KERNEL_DILATED = 11
 SPECTRAL_MIN_CHANNELS = 128
-SPECTRAL_MAX_DILATION = 1
 SPECTRAL_MAX_SEGMENT = 40  # longer segments measured slower at 256 channels
 
 
@@ -45,8 +47,7 @@ SPECTRAL_MAX_SEGMENT = 40  # longer segments measured slower at 256 channels
 def spectral_segment(channels: int, kernel: int, dilation: int) -> int | None:
     """The segment length to convolve by in the frequency domain, or None: directly."""
     if (
-        dilation > SPECTRAL_MAX_DILATION
-        or kernel < SPECTRAL_MIN_KERNEL
+        kernel < (SPECTRAL_MIN_KERNEL if dilation == 1 else SPECTRAL_MIN_KERNEL_DILATED)
         or channels < SPECTRAL_MIN_CHANNELS
     ):
         return None
@@ -122,7 +123,7 @@ def _conv(
         return conv_1d_as_2d(conv, hidden_states)
     batch, channels, _, length = hidden_states.shape
     time_major = hidden_states.permute(0, 2, 3, 1).reshape(batch, length, channels)
-    plan = spectral_plan(conv.weight, dilation, segment)
+    plan = spectral_plan(conv.weight, dilation, segment, workspace)
     out = spectral_conv(time_major, plan, conv.bias, workspace)
     return out.reshape(batch, 1, length, -1).permute(0, 3, 1, 2)  # channels-last again
 
