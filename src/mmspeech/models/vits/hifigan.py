@@ -10,9 +10,9 @@ Speed (this is the hot path of synthesis): the 1-D convolutions run as 2-D ones 
 than the channel-first layout; activations and residual sums are in place; and each fusion
 runs over time tiles of about :data:`TILE_VALUES` values (plus a halo of the blocks' receptive
 field), so long inputs stay cache-sized and the cost grows linearly with the audio length.
-The undilated 7- and 11-tap and the dilated 11-tap residual convs over 128 and more channels
-run blockwise in the frequency domain (:mod:`mmspeech.nn.fft_conv`), whose cost hardly grows
-with the kernel.
+The wide residual convs (7 and 11 taps over 128 channels and more, 11 taps over 64) run
+blockwise in the frequency domain (:mod:`mmspeech.nn.fft_conv`), whose cost hardly grows with
+the kernel or its dilation.
 """
 
 from __future__ import annotations
@@ -34,22 +34,17 @@ TILE_VALUES = 2**21  # channels x samples per time tile of a fusion (8 MB of flo
 MIN_TILE = 4096  # samples; a tile is never shorter than this (the halo is ~60 samples)
 # Residual-block convs with wide kernels over many channels run blockwise in the frequency
 # domain (mmspeech.nn.fft_conv; a dilated conv as an undilated one over its interleaved phases).
-# Measured inside the decoder on a 2-core AVX-512 CPU, where the direct convs already run near
-# the matrix-multiply peak: 1.2-1.8x faster at 128 and 256 channels with 7 and 11 taps, and
-# 1.5-2x with 11 taps dilated by 3 or 5; about even for 7 dilated taps; slower at 64 channels.
-SPECTRAL_MIN_KERNEL = 7
-SPECTRAL_MIN_KERNEL_DILATED = 11
-SPECTRAL_MIN_CHANNELS = 128
+# Measured on a 2-core AVX-512 CPU, where the direct convs already run near the matrix-multiply
+# peak, per conv: 128-256 channels 1.15-1.35x faster with 7 taps and 1.65-2x with 11 (any
+# dilation); 64 channels 1.2-1.3x with 11 taps, even with 7; slower at 32 channels.
+SPECTRAL_RULES = ((128, 7), (64, 11))  # (at least this many channels, at least this many taps)
 SPECTRAL_MAX_SEGMENT = 40  # longer segments measured slower at 256 channels
 
 
 @lru_cache(maxsize=256)
-def spectral_segment(channels: int, kernel: int, dilation: int) -> int | None:
+def spectral_segment(channels: int, kernel: int) -> int | None:
     """The segment length to convolve by in the frequency domain, or None: directly."""
-    if (
-        kernel < (SPECTRAL_MIN_KERNEL if dilation == 1 else SPECTRAL_MIN_KERNEL_DILATED)
-        or channels < SPECTRAL_MIN_CHANNELS
-    ):
+    if not any(channels >= c and kernel >= k for c, k in SPECTRAL_RULES):
         return None
     return min(best_segment(channels, channels, kernel), max(SPECTRAL_MAX_SEGMENT, kernel - 1))
 
@@ -118,7 +113,7 @@ def _conv(
     tens of ms for the conv), so nothing goes stale and no spectra are kept in memory.
     """
     kernel, dilation = conv.kernel_size[0], conv.dilation[0]
-    segment = spectral_segment(conv.in_channels, kernel, dilation)
+    segment = spectral_segment(conv.in_channels, kernel)
     if segment is None:
         return conv_1d_as_2d(conv, hidden_states)
     batch, channels, _, length = hidden_states.shape
