@@ -2,12 +2,12 @@
 
 A ``k``-tap convolution from ``C_in`` to ``C_out`` channels costs ``2 k C_in C_out`` flops per
 output sample done directly. Here the input is cut into segments of ``L`` samples (overlap-add):
-each segment's discrete Fourier transform of size ``n = L + span - 1`` (``span = dilation (k -
-1) + 1``, so nothing wraps around) is multiplied, frequency by frequency, by the kernel's
-``C_in x C_out`` spectrum, and transformed back; the segments' results overlap by ``span - 1``
-samples and add up to the exact convolution. The transforms are real matrix products (a
-cosine and a sine matrix), so every step is a large matrix multiplication — for an 11-tap
-kernel over 128 channels about a third of the direct flops. Results equal the direct
+each segment's discrete Fourier transform of size ``n = L + k - 1`` (so nothing wraps around)
+is multiplied, frequency by frequency, by the kernel's ``C_in x C_out`` spectrum (a complex
+product as three real matrix products), and transformed back; the segments' results overlap by
+``k - 1`` samples and add up to the exact convolution. The transforms are real matrix products
+(a cosine and a sine matrix), so every step is a large matrix multiplication — for an 11-tap
+kernel over 128 channels about a quarter of the direct flops. Results equal the direct
 convolution to float32 rounding (~1e-6 relative).
 
 A convolution dilated by ``d`` only ever combines samples ``d`` apart: it is the undilated
@@ -63,12 +63,12 @@ def _transforms(
 
 
 def spectral_cost(channels_in: int, channels_out: int, span: int, segment: int) -> float:
-    """Flops per output sample of :func:`spectral_conv` (the three matrix products)."""
+    """Flops per output sample of :func:`spectral_conv` (analysis, products, synthesis)."""
     size = segment + span - 1
     bins = 2 * _frequencies(size)
     return (
         2 * bins * segment * channels_in  # analysis
-        + 4 * bins * channels_in * channels_out  # per-frequency complex products (4 real)
+        + 3 * bins * channels_in * channels_out  # per-frequency complex products (3 real)
         + 2 * size * bins * channels_out  # synthesis
     ) / segment
 
