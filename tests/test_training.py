@@ -190,6 +190,21 @@ def test_same_seed_same_weights_and_bf16_runs():
     assert model.lm_head.weight.dtype == torch.float32
 
 
+def test_training_flushes_denormal_floats_unless_told_not_to():
+    data, vocab = tone_utterances(TEXTS[:2]), build_vocab(TEXTS[:2])
+    try:
+        torch.set_flush_denormal(False)
+        tiny = torch.tensor([1e-39])  # a denormal float32 (made while they are kept)
+        Trainer(
+            tiny_ctc(len(vocab)), CTCTask(vocab), data, (), fast(max_steps=1, flush_denormal=False)
+        ).train()
+        assert float(tiny * 1.0) > 0
+        Trainer(tiny_ctc(len(vocab)), CTCTask(vocab), data, (), fast(max_steps=1)).train()
+        assert float(tiny * 1.0) == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_bucketed_batches_cover_everything_once_within_budget():
     lengths = [100, 900, 250, 400, 800, 120, 330, 610]
     batches = bucketed_batches(lengths, max_samples=1200, max_batch_size=3, seed=1, epoch=0)

@@ -6,7 +6,7 @@
 2. Per language, the base is frozen and an adapter + a head over that language's characters
    is fine-tuned (the head starts from the shared head's rows): ``adapter.<lang>.safetensors``
    and a nested ``vocab.json``, exactly like facebook/mms-1b-all.
-3. A language-ID head is trained on the frozen encoder.
+3. A language-ID model (the base's encoder + a head) is fine-tuned on labelled audio.
 
     python scripts/demo/train.py --corpus /work/demo-data/corpus --out /work/demo-data/models
 
@@ -108,6 +108,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--limit", type=int, default=0, help="utterances per language (smoke test)")
     args = parser.parse_args()
+    # denormal floats (tiny activations/gradients of a trained model) are ~100x slower on x86:
+    # flushed to zero, steps took half the time. Set before torch starts its worker threads,
+    # which inherit it.
+    torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
 
@@ -183,13 +187,15 @@ def main() -> None:
         encoder = Wav2Vec2Model.from_pretrained(base_dir)
         model = build_lid_model(encoder, langs, seed=0, weighted_layers=True)
         lid_train = [u for group in lang_train.values() for u in group[::2]]
+        # the whole model is fine-tuned: measured 91 % held-out accuracy against 88 % for a
+        # head on the frozen encoder, for the same 800 steps
         options = TrainOptions(
-            max_steps=args.lid_steps, learning_rate=3e-3, warmup_steps=15,
-            batch_seconds=args.batch_seconds, max_batch_size=64, eval_every=100, seed=0,
+            max_steps=args.lid_steps, learning_rate=5e-4, warmup_steps=50,
+            batch_seconds=args.batch_seconds, max_batch_size=64, eval_every=200, seed=0,
             augment=AUGMENT,
         )  # fmt: skip
         result = train_lid(
-            model, lid_train, heldout, lid_dir, options,
+            model, lid_train, heldout, lid_dir, options, freeze_base=False,
             work_dir=args.out / "work-lid", resume=True, callback=progress_printer("lid"),
         )  # fmt: skip
         print(f"lid done: {result.metrics}", flush=True)

@@ -132,6 +132,10 @@ def _finish(result: Any) -> int:
 
 def _guard(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def guarded(args: argparse.Namespace) -> int:
+        import torch
+
+        # before torch starts its worker threads, so that they inherit it (TrainOptions)
+        torch.set_flush_denormal(True)
         try:
             return run(args)
         except MmspeechError as exc:
