@@ -2,7 +2,7 @@
 on espeak-ng speech, src/mmspeech/demo): real recognition, automatic language routing by the
 demo LID model, word timestamps and forced alignment on real synthetic speech.
 
-The checkpoints are small and their held-out CER is 19-45 % (README), so the bounds below are
+The checkpoints are small and their held-out CER is 9-34 % (README), so the bounds below are
 what they reach on espeak's default voices, with a margin; they fail on random weights.
 """
 
@@ -65,7 +65,7 @@ def test_transcribe_routes_each_language_and_recognises_it(capsys, tmp_path, dem
         result = json.loads((out_dir / f"{voice}.json").read_text(encoding="utf-8"))
         assert result["language"] == language
         assert result["language_probability"] > 0.9
-        assert jiwer.cer(text, result["text"]) < 0.4, (voice, result["text"])
+        assert jiwer.cer(text, result["text"]) < 0.3, (voice, result["text"])
         words = [w for segment in result["segments"] for w in segment["words"]]
         assert words, voice
         starts = [w["start"] for w in words]
@@ -114,7 +114,7 @@ def test_default_model_offline_falls_back_to_the_demo_checkpoints(
     assert code == 0, err
     result = json.loads(out)
     assert result["language"] == "rus"  # detected by the demo LID model, also a fallback
-    assert jiwer.cer(CASES[0][1], result["text"]) < 0.4
+    assert jiwer.cer(CASES[0][1], result["text"]) < 0.3
     # said on stderr, where the CLI shows warnings
     assert "facebook/mms-1b-all" in err and "facebook/mms-lid-126" in err
     assert "mmspeech-demo" in err and "not for real speech" in err
