@@ -20,6 +20,7 @@ Tensors are time-major, ``(B, T, C)``: the memory order of channels-last activat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -105,7 +106,7 @@ def spectral_plan(
     taps = torch.cat([real, imag - real, real + imag]).to(weight)  # (3F, k)
     # (3F, k) @ (k, C_out C_in), the weight read transposed where it lies (no copy)
     spectrum = _buffer(workspace, "spectrum", (3 * bins, out_channels * in_channels), weight)
-    _matmul_into(taps, weight.reshape(-1, kernel).t(), spectrum)
+    _into(spectrum, torch.matmul, taps, weight.reshape(-1, kernel).t())
     spectrum = spectrum.view(3, bins, out_channels, in_channels)
     return SpectralPlan(kernel, dilation, segment, analysis, synthesis, spectrum)
 
@@ -123,27 +124,13 @@ def _buffer(
     return storage[:size].view(shape)
 
 
-def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``out = a @ b``, in place when no gradient is being recorded (``out=`` cannot be)."""
-    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-        return out.copy_(torch.matmul(a, b))
-    return torch.matmul(a, b, out=out)
-
-
-def _add_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``out = a + b``, in place when no gradient is being recorded."""
-    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-        return out.copy_(a + b)
-    return torch.add(a, b, out=out)
-
-
-def _baddbmm_into(
-    start: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor
-) -> torch.Tensor:
-    """``out = start + a @ b`` (batched), in place when no gradient is being recorded."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (start, a, b)):
-        return out.copy_(torch.baddbmm(start, a, b))
-    return torch.baddbmm(start, a, b, out=out)
+def _into(out: torch.Tensor, op: Callable[..., torch.Tensor], *args: torch.Tensor) -> None:
+    """``out = op(*args)``, written in place (``op(..., out=out)``) when no gradient is being
+    recorded; otherwise computed and copied in, since ``out=`` cannot be differentiated."""
+    if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+        out.copy_(op(*args))
+    else:
+        op(*args, out=out)
 
 
 def spectral_conv(
@@ -182,21 +169,21 @@ def spectral_conv(
         tail[:, length - head :] = 0.0
         segments[:, :, :, whole] = tail.view(batch, segment, phases, channels).transpose(0, 1)
     spectra = _buffer(workspace, "spectra", (2, bins, rows, channels), hidden_states)
-    _matmul_into(plan.analysis, segments.view(segment, -1), spectra.view(2 * bins, -1))
+    _into(spectra.view(2 * bins, -1), torch.matmul, plan.analysis, segments.view(segment, -1))
     # the complex products (a + ib)(c + id) by three real ones (Gauss): with t = (a + b) c,
     # the real part is t - b (c + d) and the imaginary part t + a (d - c)
     real, imag = spectra[0], spectra[1]
     kernel_real, kernel_diff, kernel_sum = (k.transpose(1, 2) for k in plan.spectrum)
     both = _buffer(workspace, "both", (bins, rows, channels), hidden_states)
-    _add_into(real, imag, both)
+    _into(both, torch.add, real, imag)
     product = _buffer(workspace, "product", (2, bins, rows, out_channels), hidden_states)
-    _matmul_into(both, kernel_real, product[0])
-    _baddbmm_into(product[0], real, kernel_diff, product[1])
+    _into(product[0], torch.matmul, both, kernel_real)
+    _into(product[1], torch.baddbmm, product[0], real, kernel_diff)
     product[0].baddbmm_(imag, kernel_sum, alpha=-1.0)
     # (n, B * phases, blocks, C_out): each segment's full linear convolution, n = L + k - 1
     size = segment + span - 1
     pieces = _buffer(workspace, "pieces", (size, groups, blocks, out_channels), hidden_states)
-    _matmul_into(plan.synthesis, product.view(2 * bins, -1), pieces.view(size, -1))
+    _into(pieces.view(size, -1), torch.matmul, plan.synthesis, product.view(2 * bins, -1))
     # overlap-add (and the bias); one phase: straight into the result, a new tensor
     shape = (groups, blocks + 1, segment, out_channels)
     full = (
@@ -208,7 +195,7 @@ def spectral_conv(
     if bias is None:
         full[:, :blocks] = heads
     else:
-        _add_into(heads, bias, full[:, :blocks])
+        _into(full[:, :blocks], torch.add, heads, bias)
     full[:, blocks:] = 0.0 if bias is None else bias
     full[:, 1:, : span - 1] += pieces[segment:].permute(1, 2, 0, 3)  # the overlapping tails
     pad = (span - 1) // 2

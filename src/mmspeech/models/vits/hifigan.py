@@ -110,7 +110,7 @@ def _conv(
     """A residual-block conv on (B, C, 1, T) channels-last, directly or by frequency blocks.
 
     The frequency-domain plan is made from the current weight at each call (a few ms, against
-    tens of ms for the conv), so nothing goes stale and no spectra are kept in memory.
+    tens of ms for the conv), so nothing goes stale and no spectra outlive the call.
     """
     kernel, dilation = conv.kernel_size[0], conv.dilation[0]
     segment = spectral_segment(conv.in_channels, kernel)
