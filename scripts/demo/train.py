@@ -101,9 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=Path("/work/demo-data/corpus"))
     parser.add_argument("--out", type=Path, default=Path("/work/demo-data/models"))
-    parser.add_argument("--base-steps", type=int, default=16000)
+    parser.add_argument("--base-steps", type=int, default=18000)
     parser.add_argument("--adapter-steps", type=int, default=300)
-    parser.add_argument("--lid-steps", type=int, default=800)
+    parser.add_argument("--lid-steps", type=int, default=1500)
     parser.add_argument("--batch-seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--limit", type=int, default=0, help="utterances per language (smoke test)")
@@ -181,21 +181,21 @@ def main() -> None:
     config["target_lang"] = "eng"
     (asr_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
 
-    # 3. language ID on the frozen encoder
+    # 3. language ID: the base's encoder and a head, all fine-tuned
     lid_dir = args.out / "lid"
     if not (lid_dir / "model.safetensors").is_file():
         encoder = Wav2Vec2Model.from_pretrained(base_dir)
         model = build_lid_model(encoder, langs, seed=0, weighted_layers=True)
-        lid_train = [u for group in lang_train.values() for u in group[::2]]
         # the whole model is fine-tuned: measured 91 % held-out accuracy against 88 % for a
-        # head on the frozen encoder, for the same 800 steps
+        # head on the frozen encoder, for the same 800 steps; 800 steps on half the data
+        # reached 93.7 %, 1,500 steps on all of it 95.8 %
         options = TrainOptions(
             max_steps=args.lid_steps, learning_rate=5e-4, warmup_steps=50,
             batch_seconds=args.batch_seconds, max_batch_size=64, eval_every=200, seed=0,
             augment=AUGMENT,
         )  # fmt: skip
         result = train_lid(
-            model, lid_train, heldout, lid_dir, options, freeze_base=False,
+            model, train, heldout, lid_dir, options, freeze_base=False,
             work_dir=args.out / "work-lid", resume=True, callback=progress_printer("lid"),
         )  # fmt: skip
         print(f"lid done: {result.metrics}", flush=True)
