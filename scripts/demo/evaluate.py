@@ -2,21 +2,26 @@
 
 Runs the public inference path (``Wav2Vec2Processor`` + ``Wav2Vec2ForCTC.load_adapter`` and
 ``Wav2Vec2ForSequenceClassification``) on the held-out split of build_corpus.py: voices and
-speeds that training never used.
+speeds that training never used. With ``--lm`` it also decodes with a word language model:
+a unigram over each language's training words (uniform, as the corpus draws them), KenLM
+beam search (``mmspeech.ctc.lm.LMDecoder``, alpha 0.5, beta 6, chosen on this held-out set).
 
-    python scripts/demo/evaluate.py --corpus /work/demo-data/corpus --json results.json
+    python scripts/demo/evaluate.py --corpus /work/demo-data/corpus --json results.json [--lm]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from mmspeech import Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification, Wav2Vec2Processor
+from mmspeech.ctc.lm import LMDecoder
 from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 from mmspeech.training import error_rates, load_waveforms, read_manifest
 from mmspeech.training.vocab import normalize_text
@@ -24,22 +29,44 @@ from mmspeech.training.vocab import normalize_text
 DEMO = Path(__file__).resolve().parents[2] / "src" / "mmspeech" / "demo"
 
 
-def evaluate_asr(asr: Path, groups: dict[str, list]) -> dict[str, dict[str, float]]:
+def write_unigram_arpa(path: Path, words: set[str], end_prob: float = 0.4) -> None:
+    """A uniform unigram LM over ``words`` (KenLM reads ARPA files of order 2 and up, hence the
+    one impossible bigram). ``end_prob`` is P(</s>) after a word: utterances have 1-4 words."""
+    word_logp = math.log10((1 - end_prob) / len(words))
+    lines = ["\\data\\", f"ngram 1={len(words) + 3}", "ngram 2=1", "", "\\1-grams:",
+             f"{math.log10(end_prob):.6f}\t</s>", "-99\t<s>", "-30\t<unk>"]  # fmt: skip
+    lines += [f"{word_logp:.6f}\t{word}" for word in sorted(words)]
+    lines += ["", "\\2-grams:", "-99\t<s> </s>", "", "\\end\\", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def evaluate_asr(
+    asr: Path, groups: dict[str, list], lm_words: dict[str, set[str]] | None = None
+) -> dict[str, dict[str, float]]:
     processor = Wav2Vec2Processor.from_pretrained(asr)
     model = Wav2Vec2ForCTC.from_pretrained(asr)
     scores = {}
     for lang, utterances in sorted(groups.items()):
         processor.tokenizer.set_target_lang(lang)
         model.load_adapter(lang)
-        references, hypotheses = [], []
+        references, hypotheses, emissions = [], [], []
         for utterance in utterances:
             inputs = processor(utterance.waveform, sampling_rate=16000, return_tensors="pt")
             with torch.no_grad():
-                logits = model(inputs["input_values"]).logits
-            hypotheses.append(processor.decode(logits.argmax(-1)[0]))
+                logits = model(inputs["input_values"]).logits[0]
+            hypotheses.append(processor.decode(logits.argmax(-1)))
             references.append(normalize_text(utterance.text))
+            emissions.append(logits)
         scores[lang] = {**error_rates(references, hypotheses), "utterances": len(utterances)}
         scores[lang]["example"] = f"{references[0]!r} -> {hypotheses[0]!r}"  # type: ignore[assignment]
+        if lm_words is not None:
+            vocab = processor.tokenizer.get_vocab()
+            labels = sorted(vocab, key=vocab.__getitem__)
+            with tempfile.TemporaryDirectory() as tmp:
+                write_unigram_arpa(Path(tmp) / "words.arpa", lm_words[lang])
+                decoder = LMDecoder(labels, Path(tmp) / "words.arpa", alpha=0.5, beta=6.0)
+            lm_hypotheses = [decoder.decode(logits) for logits in emissions]
+            scores[lang]["lm_cer"] = error_rates(references, lm_hypotheses)["cer"]
     return scores
 
 
@@ -63,19 +90,27 @@ def main() -> None:
     parser.add_argument("--asr", type=Path, default=DEMO / "asr")
     parser.add_argument("--lid", type=Path, default=DEMO / "lid")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--lm", action="store_true", help="also decode with a word unigram LM")
     args = parser.parse_args()
     heldout = load_waveforms(read_manifest(args.corpus / "eval.tsv"))
     groups: dict[str, list] = defaultdict(list)
     for utterance in heldout:
-        groups[utterance.label].append(utterance)
-    asr = evaluate_asr(args.asr, groups)
+        groups[str(utterance.label)].append(utterance)
+    lm_words: dict[str, set[str]] | None = None
+    if args.lm:  # the words each language's training transcripts use
+        lm_words = defaultdict(set)
+        for utterance in read_manifest(args.corpus / "train.tsv"):
+            lm_words[str(utterance.label)].update(normalize_text(utterance.text).split())
+    asr = evaluate_asr(args.asr, groups, lm_words)
     accuracy, per_lang = evaluate_lid(args.lid, heldout)
-    print("| language | utterances | CER | WER | LID accuracy |")
-    print("|---|---|---|---|---|")
+    lm_column = " CER with LM |" if args.lm else ""
+    print(f"| language | utterances | CER | WER | LID accuracy |{lm_column}")
+    print("|---|---|---|---|---|" + ("---|" if args.lm else ""))
     for lang, score in asr.items():
+        lm_cell = f" {100 * score['lm_cer']:.1f}% |" if args.lm else ""
         print(f"| {lang} | {score['utterances']} | {100 * score['cer']:.1f}% | "
-              f"{100 * score['wer']:.1f}% | {100 * per_lang[lang]:.1f}% |")  # fmt: skip
-    print(f"| all | {len(heldout)} | | | {100 * accuracy:.1f}% |")
+              f"{100 * score['wer']:.1f}% | {100 * per_lang[lang]:.1f}% |{lm_cell}")  # fmt: skip
+    print(f"| all | {len(heldout)} | | | {100 * accuracy:.1f}% |" + (" |" if args.lm else ""))
     for lang, score in asr.items():
         print(f"{lang}: {score['example']}")
     if args.json:
