@@ -152,6 +152,16 @@ def test_lm_decoding(mms_dir, tmp_path):
     with pytest.raises(ConfigError, match="word_timestamps"):
         asr.transcribe(audio, "eng", word_timestamps=True,
                        options=TranscribeOptions(lm_path=str(arpa)))  # fmt: skip
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("the\n")
+    spelt = asr.transcribe(
+        audio, "eng", options=TranscribeOptions(lm_path=str(arpa), lm_lexicon=str(lexicon))
+    )
+    assert asr._lm is not None and asr._lm.prefixes == {"", "t", "th", "the"}
+    assert [s.start for s in spelt.segments] == [s.start for s in plain.segments]
+    missing = TranscribeOptions(lm_path=str(arpa), lm_lexicon=str(tmp_path / "missing.txt"))
+    with pytest.raises(ConfigError, match=r"Cannot read the LM lexicon .*missing\.txt"):
+        asr.transcribe(audio, "eng", options=missing)
 
 
 def test_translate_uses_the_checkpoints_text_tokenizer(s2t_dir, tmp_path):

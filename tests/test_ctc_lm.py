@@ -68,6 +68,19 @@ def test_the_lm_pulls_an_ambiguous_word_to_the_one_it_knows(arpa):
     assert LMDecoder(LABELS, arpa, alpha=0.5, beta=1.0).decode(log_probs) == "cat sat"
 
 
+def test_a_lexicon_keeps_known_spellings_in_a_narrow_beam(arpa):
+    # one prefix survives each frame: "co" outscores "ca" before the LM can judge the word
+    log_probs = emissions(AMBIGUOUS)
+    assert LMDecoder(LABELS, arpa, alpha=0.5, beta=1.0, beam_width=1).decode(log_probs) == (
+        "cot sat"
+    )
+    # "co" starts no lexicon word, so it ranks as an unknown word at once and "ca" survives
+    decoder = LMDecoder(LABELS, arpa, alpha=0.5, beta=1.0, beam_width=1, lexicon=["cat", "sat"])
+    assert decoder.decode(log_probs) == "cat sat"
+    # a word the lexicon lacks is still written when the acoustics are clear
+    assert decoder.decode(emissions(["c", "o", "t", "|", "s", "a", "t"])) == "cot sat"
+
+
 def test_a_clear_acoustic_signal_beats_a_weak_lm(arpa):
     log_probs = emissions(
         [{"o": 0.95, "a": 0.001} if isinstance(f, dict) else f for f in AMBIGUOUS]

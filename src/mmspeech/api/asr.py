@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -338,6 +339,7 @@ class ASRModel:
             return None
         key = (
             options.lm_path,
+            options.lm_lexicon,
             options.lm_alpha,
             options.lm_beta,
             options.beam_width,
@@ -348,9 +350,18 @@ class ASRModel:
 
             decoder = self.tokenizer.decoder
             labels = [decoder[i] for i in range(len(decoder))]
+            lexicon = None
+            if options.lm_lexicon is not None:
+                try:
+                    lexicon = Path(options.lm_lexicon).read_text(encoding="utf-8").split()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(
+                        f"Cannot read the LM lexicon {options.lm_lexicon} (a UTF-8 text file of "
+                        f"words): {exc}"
+                    ) from exc
             self._lm = LMDecoder(
                 labels, options.lm_path, alpha=options.lm_alpha, beta=options.lm_beta,
-                beam_width=options.beam_width,
+                beam_width=options.beam_width, lexicon=lexicon,
             )  # fmt: skip
             self._lm_key = key
         return self._lm

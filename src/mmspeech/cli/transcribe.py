@@ -20,6 +20,7 @@ EXAMPLES = """\
   mmspeech transcribe recordings/ --output-dir out --output-format all --word-timestamps
   mmspeech transcribe lecture.wav --vad --language sw  # split on voice activity first
   mmspeech transcribe a.wav --language eng --lm words.arpa --lm-alpha 0.6
+  mmspeech transcribe a.wav --language eng --lm words.arpa --lm-lexicon words.txt
 """
 
 
@@ -51,6 +52,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--lid-model", default=_DEFAULTS.lid_model,
                         help="language-ID checkpoint used without --language")  # fmt: skip
     parser.add_argument("--lm", help="KenLM word model (.arpa or .bin) for beam-search decoding")
+    parser.add_argument("--lm-lexicon", help="text file of the words --lm decoding may spell; "
+                        "a word that starts none of them is scored as unknown at once")  # fmt: skip
     parser.add_argument("--lm-alpha", type=float, default=_DEFAULTS.lm_alpha, help="LM weight")
     parser.add_argument("--lm-beta", type=float, default=_DEFAULTS.lm_beta,
                         help="word-insertion bonus")  # fmt: skip
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     options = TranscribeOptions(
         window_s=args.window, context_s=args.context, batch_size=args.batch_size, vad=args.vad,
         max_segment_s=args.max_segment, lid_model=args.lid_model, lm_path=args.lm,
-        char_timestamps=args.char_timestamps,
+        char_timestamps=args.char_timestamps, lm_lexicon=args.lm_lexicon,
         lm_alpha=args.lm_alpha, lm_beta=args.lm_beta,
     )  # fmt: skip
     files, missing = common.expand_inputs(args.inputs)

@@ -4,7 +4,9 @@ Prefixes (collapsed label sequences) are extended frame by frame; each keeps the
 ending in a blank and in a non-blank, so that "aa" (one ``a``) and "a-a" (two) stay apart. When a
 word delimiter closes a word, the language model scores it given the previous words. Beams are
 ranked by ``log P_ctc + alpha * ln P_lm + beta * words`` (Hannun et al. 2014, "First-pass large
-vocabulary continuous speech recognition using bi-directional recurrent DNNs"). The ``kenlm``
+vocabulary continuous speech recognition using bi-directional recurrent DNNs"). With a lexicon, a
+word being spelt that no lexicon word starts with is ranked as an unknown word at once, rather
+than when it ends, so the spellings the lexicon knows survive a narrow beam. The ``kenlm``
 module (extra ``lm``) reads ARPA and binary models; it is imported when a decoder is built.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ class _PrefixTree:
         self.token = [-1]
         self.children: dict[tuple[int, int], int] = {}
         self.lm: dict[int, _LMState] = {}
+        self.astray: dict[int, bool] = {}  # the word being spelt starts no lexicon word
 
     def child(self, node: int, token: int) -> int:
         key = (node, token)
@@ -79,6 +82,8 @@ class LMDecoder:
         token_min_logp: tokens below this frame log-probability are not tried (speed), except
             each frame's best token.
         beam_prune_logp: prefixes ranked this far (natural log) below the best are dropped.
+        lexicon: the words transcripts may contain (e.g. the LM's unigrams). A prefix whose
+            unfinished word starts none of them is ranked with the LM's ``<unk>`` score.
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class LMDecoder:
         word_delimiter: str = "|",
         token_min_logp: float = -5.0,
         beam_prune_logp: float = 10.0,
+        lexicon: Iterable[str] | None = None,
     ) -> None:
         self.labels = list(labels)
         self.blank_id = _find_blank(self.labels) if blank_id is None else blank_id
@@ -107,6 +113,16 @@ class LMDecoder:
         self.skipped = {i for i, t in enumerate(self.labels) if len(t) > 1 and t.startswith("<")}
         self.skipped.add(self.blank_id)
         self.model = _load_kenlm(kenlm_path)
+        self.prefixes: set[str] | None = None
+        if lexicon is not None:
+            self.prefixes = {word[:i] for word in lexicon for i in range(len(word) + 1)}
+            if len(self.prefixes) < 2:
+                raise ConfigError("The lexicon has no words.")
+            import kenlm
+
+            anywhere = kenlm.State()
+            self.model.NullContextWrite(anywhere)
+            self.unknown_logp = self.model.BaseScore(anywhere, "<unk>", kenlm.State()) * LOG10
 
     def decode(self, log_probs: Any) -> str:
         """The best transcript of ``(T, V)`` log-probabilities (or logits) of one utterance."""
@@ -172,6 +188,8 @@ class LMDecoder:
                 score += self.model.BaseScore(context, word, after) * LOG10
                 context, words = after, words + 1
             score += self.model.BaseScore(context, "</s>", kenlm.State()) * LOG10
+        elif self.prefixes is not None and self._astray(tree, node, state.word_start):
+            score += self.unknown_logp
         acoustic = _logaddexp(probs[0], probs[1])
         return acoustic + self.alpha * score + self.beta * words
 
@@ -191,6 +209,15 @@ class LMDecoder:
             state = _LMState(after, parent.score + logp, parent.words + 1, node)
         tree.lm[node] = state
         return state
+
+    def _astray(self, tree: _PrefixTree, node: int, word_start: int) -> bool:
+        """Whether no lexicon word starts with the unfinished word of a prefix (cached)."""
+        found = tree.astray.get(node)
+        if found is None:
+            assert self.prefixes is not None
+            found = self._word(tree.tokens(node, stop=word_start)) not in self.prefixes
+            tree.astray[node] = found
+        return found
 
     def _word(self, tokens: Sequence[int]) -> str:
         return "".join(self.labels[t] for t in tokens)
