@@ -4,7 +4,9 @@ Text comes from ``wordfreq`` (the most frequent words of each language, in its o
 each utterance is 1-4 random words spoken by espeak-ng with a voice variant, speed and pitch
 drawn for it (51 variants, 12 speeds, 11 pitches). Evaluation uses two variants training never
 hears, at off-grid speeds and pitches, so it measures how well the models generalise to
-speakers they never heard (within synthetic speech).
+speakers they never heard (within synthetic speech). ``--distinct-sounds`` leaves out words
+espeak-ng says like a more frequent one (95 of French's 700, 27 of Greek's, 1-13 elsewhere);
+the shipped checkpoints were trained without it.
 
 Writes ``<out>/<lang>/<split>/<n>.wav`` (16 kHz mono) and ``<out>/<split>.tsv`` manifests with
 the columns ``audio``, ``text``, ``lang`` (paths relative to the manifest).
@@ -65,11 +67,25 @@ VOWELS = {
 VOCAB_WORDS = 700
 
 
-def word_pool(wordfreq_code: str, script: str, size: int) -> list[str]:
-    """The ``size`` most frequent all-letter words of a language written in ``script``."""
+def pronunciation(word: str, voice: str) -> str:
+    """espeak-ng's phonemes of a word said on its own."""
+    result = subprocess.run(
+        ["espeak-ng", "-v", voice, "-q", "-x", word], check=True, capture_output=True, text=True
+    )
+    return " ".join(result.stdout.split())
+
+
+def word_pool(
+    wordfreq_code: str, script: str, size: int, voice: str | None = None, jobs: int = 2
+) -> list[str]:
+    """The ``size`` most frequent all-letter words of a language written in ``script``.
+
+    With ``voice``, a word espeak-ng says like a more frequent one (French ``ai`` after ``et``)
+    is left out: in strings of random words nothing tells homophones apart.
+    """
     import wordfreq
 
-    words = []
+    candidates = []
     for word in wordfreq.top_n_list(wordfreq_code, 20 * size):
         letters = unicodedata.normalize("NFC", word)
         if len(letters) < 2 or not letters.isalpha():
@@ -80,10 +96,18 @@ def word_pool(wordfreq_code: str, script: str, size: int) -> list[str]:
             continue
         if script == "GREEK":  # wordfreq folds final sigma; write it as Greek spells it
             letters = letters[:-1] + "ς" if letters.endswith("σ") else letters
-        words.append(letters)
-        if len(words) == size:
-            break
-    return words
+        candidates.append(letters)
+    if voice is None:
+        return candidates[:size]
+    with ThreadPoolExecutor(jobs) as executor:  # one espeak-ng process per word
+        sounds = list(executor.map(lambda word: pronunciation(word, voice), candidates[: 2 * size]))
+    heard: set[str] = set()
+    words = []
+    for word, sound in zip(candidates, sounds, strict=False):
+        if sound not in heard:
+            heard.add(sound)
+            words.append(word)
+    return words[:size]
 
 
 def speak(text: str, voice: str, variant: str, speed: int, pitch: int, tmp: Path) -> np.ndarray:
@@ -101,12 +125,14 @@ def speak(text: str, voice: str, variant: str, speed: int, pitch: int, tmp: Path
     return waveform[start:end]
 
 
-def build(out: Path, train_per_lang: int, eval_per_voice: int, seed: int, jobs: int) -> None:
+def build(
+    out: Path, train_per_lang: int, eval_per_voice: int, seed: int, jobs: int, distinct: bool
+) -> None:
     # every utterance is decided first (one seeded generator per split), then spoken in parallel
     train_rng, eval_rng = random.Random(seed), random.Random(seed + 1)
-    plan: dict[str, list[tuple[str, str, str, str, int, int]]] = {"train": [], "eval": []}
+    plan: dict[str, list[tuple[str, str, str, str, str, int, int]]] = {"train": [], "eval": []}
     for lang, (wf_code, voice, script) in LANGUAGES.items():
-        pool = word_pool(wf_code, script, VOCAB_WORDS)
+        pool = word_pool(wf_code, script, VOCAB_WORDS, voice if distinct else None, jobs)
         for index in range(train_per_lang):
             text = " ".join(train_rng.sample(pool, train_rng.randint(1, MAX_WORDS)))
             setting = (
@@ -147,8 +173,13 @@ def main() -> None:
     parser.add_argument("--eval-per-voice", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="espeak-ng processes at once")
+    parser.add_argument("--distinct-sounds", action="store_true",
+                        help="leave out words espeak-ng says like a more frequent one")  # fmt: skip
     args = parser.parse_args()
-    build(args.out, args.train_per_lang, args.eval_per_voice, args.seed, args.jobs)
+    build(
+        args.out, args.train_per_lang, args.eval_per_voice, args.seed, args.jobs,
+        args.distinct_sounds,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
