@@ -85,6 +85,7 @@ def word_pool(
     """
     import wordfreq
 
+    wanted = size if voice is None else 2 * size  # homophones leave room for others
     candidates = []
     for word in wordfreq.top_n_list(wordfreq_code, 20 * size):
         letters = unicodedata.normalize("NFC", word)
@@ -97,13 +98,15 @@ def word_pool(
         if script == "GREEK":  # wordfreq folds final sigma; write it as Greek spells it
             letters = letters[:-1] + "ς" if letters.endswith("σ") else letters
         candidates.append(letters)
+        if len(candidates) == wanted:
+            break
     if voice is None:
-        return candidates[:size]
+        return candidates
     with ThreadPoolExecutor(jobs) as executor:  # one espeak-ng process per word
-        sounds = list(executor.map(lambda word: pronunciation(word, voice), candidates[: 2 * size]))
+        sounds = list(executor.map(lambda word: pronunciation(word, voice), candidates))
     heard: set[str] = set()
     words = []
-    for word, sound in zip(candidates, sounds, strict=False):
+    for word, sound in zip(candidates, sounds, strict=True):
         if sound not in heard:
             heard.add(sound)
             words.append(word)
