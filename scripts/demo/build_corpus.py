@@ -101,7 +101,7 @@ def word_pool(
         if len(candidates) == wanted:
             break
     if voice is None:
-        return candidates
+        return _enough(candidates, size, wordfreq_code)
     with ThreadPoolExecutor(jobs) as executor:  # one espeak-ng process per word
         sounds = list(executor.map(lambda word: pronunciation(word, voice), candidates))
     heard: set[str] = set()
@@ -110,6 +110,15 @@ def word_pool(
         if sound not in heard:
             heard.add(sound)
             words.append(word)
+    return _enough(words, size, wordfreq_code)
+
+
+def _enough(words: list[str], size: int, wordfreq_code: str) -> list[str]:
+    """The first ``size`` words, or an error naming the language when there are fewer."""
+    if len(words) < size:
+        raise SystemExit(
+            f"wordfreq's '{wordfreq_code}' list gives only {len(words)} usable words, {size} wanted"
+        )
     return words[:size]
 
 
