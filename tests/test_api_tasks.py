@@ -3,6 +3,7 @@ voice-activity splitting and LM decoding, on tiny checkpoints."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -149,9 +150,17 @@ def test_lm_decoding(mms_dir, tmp_path):
     with_lm = asr.transcribe(audio, "eng", options=TranscribeOptions(lm_path=str(arpa)))
     assert with_lm.segments and isinstance(with_lm.text, str)
     assert [s.start for s in with_lm.segments] == [s.start for s in plain.segments]
-    with pytest.raises(ConfigError, match="word_timestamps"):
-        asr.transcribe(audio, "eng", word_timestamps=True,
-                       options=TranscribeOptions(lm_path=str(arpa)))  # fmt: skip
+    # timestamps of the words the LM chose, from the CTC path that spells them
+    options = TranscribeOptions(lm_path=str(arpa), char_timestamps=True)
+    timed = asr.transcribe(audio, "eng", word_timestamps=True, options=options)
+    assert timed.text == with_lm.text
+    for segment in timed.segments:
+        assert " ".join(w.text for w in segment.words) == segment.text
+        assert "".join(c.text for c in segment.chars) == segment.text.replace(" ", "")
+        times = [(w.start, w.end) for w in segment.words]
+        assert all(start < end for start, end in times)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(times))
+        assert segment.start <= times[0][0] and times[-1][1] <= segment.end
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("the\n")
     spelt = asr.transcribe(

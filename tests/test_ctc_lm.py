@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from mmspeech.ctc import greedy_spans
+from mmspeech.ctc import forced_align, greedy_spans
 from mmspeech.ctc.lm import LMDecoder
 from mmspeech.errors import CheckpointNotFoundError, ConfigError, MissingDependencyError
 
@@ -79,6 +79,22 @@ def test_a_lexicon_keeps_known_spellings_in_a_narrow_beam(arpa):
     assert decoder.decode(log_probs) == "cat sat"
     # a word the lexicon lacks is still written when the acoustics are clear
     assert decoder.decode(emissions(["c", "o", "t", "|", "s", "a", "t"])) == "cot sat"
+
+
+def test_the_lm_words_align_to_the_frames_that_say_them(arpa):
+    # the tokens the LM chose form a labelling the frames can spell: forced alignment times it
+    log_probs = emissions([*AMBIGUOUS, "|", "<pad>"])  # a trailing delimiter is dropped
+    decoder = LMDecoder(LABELS, arpa, alpha=0.5, beta=1.0)
+    tokens = decoder.decode_tokens(log_probs)
+    assert decoder.text(tokens) == "cat sat" == decoder.decode(log_probs)
+    assert [LABELS[t] for t in tokens] == list("cat|sat")
+    spans = forced_align(log_probs, tokens, IDS["<pad>"])
+    assert [(LABELS[s.token_id], s.start_frame, s.end_frame) for s in spans] == [
+        ("c", 0, 1), ("a", 2, 3), ("t", 4, 5), ("|", 5, 6), ("s", 6, 7), ("a", 7, 8),
+        ("t", 8, 9),
+    ]  # fmt: skip
+    assert spans[1].probability == pytest.approx(np.exp(log_probs[2, IDS["a"]]))  # not "o"
+    assert decoder.decode_tokens(emissions(["<pad>", "|", "<pad>"])) == []
 
 
 def test_a_clear_acoustic_signal_beats_a_weak_lm(arpa):

@@ -8,6 +8,7 @@ what they reach on espeak's default voices, with a margin; they fail on random w
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import jiwer
@@ -122,3 +123,34 @@ def test_default_model_offline_falls_back_to_the_demo_checkpoints(
     # a checkpoint the user named never falls back
     code, _, err = run(capsys, "transcribe", clips / "ru.wav", "--model", "facebook/mms-1b-l1107")
     assert code == 1 and "mms-1b-l1107" in err
+
+
+def test_lm_decoding_times_the_words_the_lm_chose(capsys, tmp_path, demo, clips):
+    pytest.importorskip("kenlm")
+    asr, _ = demo
+    voice, text, language = CASES[3]
+    words = sorted({*text.split(), "gut", "morgens", "wir", "geben", "es", "der", "die", "ist"})
+    arpa = tmp_path / "words.arpa"  # uniform unigram (KenLM reads order 2 and up)
+    arpa.write_text(
+        "\n".join(
+            ["\\data\\", f"ngram 1={len(words) + 3}", "ngram 2=1", "", "\\1-grams:",
+             "-0.4\t</s>", "-99\t<s>", "-30\t<unk>", *(f"-1.2\t{w}" for w in words),
+             "", "\\2-grams:", "-99\t<s> </s>", "", "\\end\\", ""]
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("\n".join(words), encoding="utf-8")
+    code, out, err = run(
+        capsys, "transcribe", clips / f"{voice}.wav", "--model", asr, "-l", language,
+        "--lm", arpa, "--lm-lexicon", lexicon, "--word-timestamps", "-f", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["text"] == text
+    timed = [w for segment in result["segments"] for w in segment["words"]]
+    assert [w["text"] for w in timed] == text.split()
+    times = [(w["start"], w["end"]) for w in timed]
+    assert all(start < end for start, end in times)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(times))
+    assert times[-1][1] - times[0][0] > 0.6 * result["duration"]

@@ -19,7 +19,8 @@ import torch
 from mmspeech.api.longform import Piece, batched, cut_segments, iter_emissions
 from mmspeech.api.options import DEFAULT_ASR_MODEL, SAMPLE_RATE, TranscribeOptions
 from mmspeech.api.source import AudioSource, open_audio
-from mmspeech.ctc.decode import greedy_spans, spans_to_words
+from mmspeech.ctc.align import forced_align
+from mmspeech.ctc.decode import TokenSpan, greedy_spans, spans_to_words
 from mmspeech.errors import CheckpointNotFoundError, ConfigError, LanguageError
 from mmspeech.results import LanguageScore, LanguageScores, Segment, Transcription, Word
 
@@ -259,20 +260,28 @@ class ASRModel:
         self, pieces: Any, word_timestamps: bool, options: TranscribeOptions
     ) -> Iterator[Segment]:
         decoder = self._lm_decoder(options)
-        if decoder is not None and (word_timestamps or options.char_timestamps):
-            raise ConfigError(
-                "Word and character timestamps come from the greedy CTC path and are not "
-                "available with LM decoding; drop word_timestamps/char_timestamps or lm_path."
-            )
         for index, piece in enumerate(pieces):
             piece_: Piece = piece
+            spans = None  # the greedy path's
+            start, end = piece_.words[0].start, piece_.words[-1].end
             if decoder is not None:
-                text = decoder.decode(piece_.log_probs.numpy()).strip()
+                tokens = decoder.decode_tokens(piece_.log_probs)
+                text = decoder.text(tokens)
+                if tokens and (word_timestamps or options.char_timestamps):
+                    # the LM's words placed on the frames by the best CTC path that spells them
+                    blank = self.tokenizer.pad_token_id
+                    spans = forced_align(piece_.log_probs, tokens, blank)
             else:
                 text = " ".join(word.text for word in piece_.words)
-            words = tuple(piece_.words) if word_timestamps else ()
-            chars = self._chars(piece_) if options.char_timestamps else ()
-            yield Segment(index, piece_.words[0].start, piece_.words[-1].end, text, words, chars)
+            words: tuple[Word, ...] = ()
+            if word_timestamps:
+                words = tuple(
+                    piece_.words if spans is None else self._timed(spans, piece_.offset_s)
+                )
+                if words:
+                    start, end = min(start, words[0].start), max(end, words[-1].end)
+            chars = self._chars(piece_, spans) if options.char_timestamps else ()
+            yield Segment(index, start, end, text, words, chars)
 
     def emissions(
         self,
@@ -309,28 +318,34 @@ class ASRModel:
         return [log_probs[i, : int(frames[i])] for i in range(len(waveforms))]
 
     def _words(self, log_probs: torch.Tensor, offset_s: float) -> list[Word]:
+        blank = self.tokenizer.pad_token_id
+        return self._timed(greedy_spans(log_probs, blank), offset_s)
+
+    def _timed(self, spans: Sequence[TokenSpan], offset_s: float) -> list[Word]:
+        """The words of token spans, in seconds from frame 0 at ``offset_s``."""
         tokenizer = self.tokenizer
-        blank = tokenizer.pad_token_id
-        specials = {tokenizer.bos_token_id, tokenizer.eos_token_id, blank}
-        spans = [s for s in greedy_spans(log_probs, blank) if s.token_id not in specials]
+        specials = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
         return spans_to_words(
-            spans,
+            [s for s in spans if s.token_id not in specials],
             tokenizer.decoder,
             tokenizer.word_delimiter_token or "|",
             self.seconds_per_frame,
             offset_s,
         )
 
-    def _chars(self, piece: Piece) -> tuple[Word, ...]:
-        """Every recognised character of a segment with its frames in seconds."""
+    def _chars(self, piece: Piece, spans: Sequence[TokenSpan] | None = None) -> tuple[Word, ...]:
+        """Every recognised character of a segment with its frames in seconds (of the greedy
+        path unless ``spans`` gives another)."""
         tokenizer = self.tokenizer
         skipped = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
         skipped.add(tokenizer.word_delimiter_token_id)
         step, offset = self.seconds_per_frame, piece.offset_s
+        if spans is None:
+            spans = greedy_spans(piece.log_probs, tokenizer.pad_token_id)
         return tuple(
             Word(offset + s.start_frame * step, offset + s.end_frame * step,
                  tokenizer.decoder[s.token_id], s.probability)
-            for s in greedy_spans(piece.log_probs, tokenizer.pad_token_id)
+            for s in spans
             if s.token_id not in skipped
         )  # fmt: skip
 

@@ -126,13 +126,27 @@ class LMDecoder:
 
     def decode(self, log_probs: Any) -> str:
         """The best transcript of ``(T, V)`` log-probabilities (or logits) of one utterance."""
+        return self.text(self.decode_tokens(log_probs))
+
+    def decode_tokens(self, log_probs: Any) -> list[int]:
+        """The token ids of the best transcript, one word delimiter between words and none at
+        either end: a labelling the emissions can spell, ready for
+        :func:`mmspeech.ctc.align.forced_align` (timestamps of the words the LM chose)."""
         scores = as_log_probs(log_probs)
         if scores.shape[1] != len(self.labels):
             raise ConfigError(
                 f"The emissions have {scores.shape[1]} classes but the decoder has "
                 f"{len(self.labels)} labels: build the LMDecoder with the model's vocabulary."
             )
-        return self._text(self._search(scores.numpy()))
+        tokens = self._search(scores.numpy())
+        while tokens and tokens[-1] in self.delimiters:  # the search never starts with one
+            tokens.pop()
+        return tokens
+
+    def text(self, tokens: Sequence[int]) -> str:
+        """The transcript of :meth:`decode_tokens`' ids: words joined by single spaces."""
+        text = "".join(" " if t in self.delimiters else self.labels[t] for t in tokens)
+        return " ".join(text.split())
 
     # -- the search ----------------------------------------------------------------------------
 
@@ -221,10 +235,6 @@ class LMDecoder:
 
     def _word(self, tokens: Sequence[int]) -> str:
         return "".join(self.labels[t] for t in tokens)
-
-    def _text(self, tokens: Sequence[int]) -> str:
-        text = "".join(" " if t in self.delimiters else self.labels[t] for t in tokens)
-        return " ".join(text.split())
 
 
 def _add(grown: dict[int, list[float]], node: int, slot: int, logp: float) -> None:
