@@ -181,6 +181,39 @@ def test_file_is_read_in_blocks(asr, tmp_path, monkeypatch):
     assert reads and max(reads) <= 3 * 16_000  # never the whole 12 s file at once
 
 
+@pytest.mark.parametrize("rate", [44_100, 22_050, 8_000, 48_000, 11_025])
+def test_other_rates_are_resampled_in_blocks_like_the_whole_file(asr, tmp_path, rate):
+    from mmspeech.api.source import open_audio
+    from mmspeech.audio import load_audio, resample
+
+    mono = resample(speech(12.0, 4), 16_000, rate)
+    path = tmp_path / f"stereo-{rate}.flac"
+    sf.write(path, np.stack([mono, 0.5 * mono], axis=1), rate)
+    whole = load_audio(path)  # decoded and resampled at once
+    source = open_audio(path)
+    assert source._array is None  # streamed from the file
+    assert source.num_samples == len(whole)
+    n = len(whole)
+    for start, end in [(0, 1_000), (12_345, 40_000), (n - 3_000, n), (0, n), (n - 10, n + 50)]:
+        np.testing.assert_allclose(source.read(start, end), whole[start:end], atol=1e-6)
+    assert source.read(n, n + 100).shape == (0,)
+
+    reads = []
+    real_read = sf.SoundFile.read
+
+    def spy(self, frames=-1, *args, **kwargs):
+        reads.append(frames)
+        return real_read(self, frames, *args, **kwargs)
+
+    options = TranscribeOptions(window_s=3.0, context_s=0.5)
+    expected = asr.transcribe(whole, "eng", options=options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sf.SoundFile, "read", spy)
+        result = asr.transcribe(str(path), "eng", options=options)
+    assert result.text == expected.text and result.duration == expected.duration
+    assert reads and max(reads) <= 3.2 * rate  # a window and its margins, never the 12 s file
+
+
 def test_dtype_and_device(mms_dir):
     model = load_asr(mms_dir, device="cpu", dtype="bfloat16")
     assert model.model.dtype == torch.bfloat16
