@@ -214,6 +214,25 @@ def test_other_rates_are_resampled_in_blocks_like_the_whole_file(asr, tmp_path, 
     assert reads and max(reads) <= 3.2 * rate  # a window and its margins, never the 12 s file
 
 
+@pytest.mark.parametrize(("rate", "container", "codec"),
+                         [(16_000, "MP3", "MPEG_LAYER_III"), (44_100, "MP3", "MPEG_LAYER_III"),
+                          (44_100, "OGG", "VORBIS")])  # fmt: skip
+def test_formats_without_exact_seeks_are_decoded_whole(tmp_path, rate, container, codec):
+    from mmspeech.api.source import open_audio
+    from mmspeech.audio import load_audio
+
+    t = np.arange(20 * rate) / rate  # a rising tone: any misplaced sample shows
+    path = tmp_path / f"tone.{container.lower()}"
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 220 * t * (1 + t / 20)), rate, format=container,
+             subtype=codec)  # fmt: skip
+    whole = load_audio(path)
+    source = open_audio(path)
+    n = source.num_samples
+    assert n == len(whole)
+    for start, end in [(0, 1_000), (100_000, 140_000), (n - 3_000, n)]:
+        np.testing.assert_allclose(source.read(start, end), whole[start:end], atol=1e-6)
+
+
 def test_dtype_and_device(mms_dir):
     model = load_asr(mms_dir, device="cpu", dtype="bfloat16")
     assert model.model.dtype == torch.bfloat16

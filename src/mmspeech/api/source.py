@@ -1,11 +1,11 @@
 """Random access to (long) audio without holding it all: the input side of long-form work.
 
-A file that soundfile can read is never loaded whole: each window is read with a seek, and a file
-at another rate than 16 kHz is resampled piece by piece. Each piece starts on a sample where the
-two rates' sample grids meet and reaches 50 ms past the wanted samples on either side, so the
-resampler's edges fall outside them: the samples equal those of resampling the whole file (to
-~1e-7). Anything else (bytes, file objects, formats only ffmpeg decodes) is decoded once into
-memory, which costs the audio itself at 16 kHz and nothing more.
+A WAV or FLAC file (formats whose seeks are exact) is never loaded whole: each window is read
+with a seek, and a file at another rate than 16 kHz is resampled piece by piece. Each piece
+starts on a sample where the two rates' sample grids meet and reaches 50 ms past the wanted
+samples on either side, so the resampler's edges fall outside them: the samples equal those of
+resampling the whole file (to ~1e-7). Anything else (bytes, file objects, MP3, Ogg, formats only
+ffmpeg decodes) is decoded once into memory, which costs the audio itself at 16 kHz.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from mmspeech.audio import load_audio, resample, to_mono
 from mmspeech.errors import AudioError
 
 _MARGIN = SAMPLE_RATE // 20  # 50 ms on each side of a resampled piece
+# formats whose seeks land on the exact sample; MP3 and Ogg (Vorbis) seeks in libsndfile 1.2 are
+# off by up to a frame (measured: samples differ by 0.3-0.6 from a whole decode)
+SEEKABLE = {"WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF", "AU", "CAF"}
 
 
 @dataclass
@@ -98,7 +101,8 @@ def open_audio(audio: Any) -> AudioSource:
             info = soundfile.info(str(path))
         except (soundfile.LibsndfileError, RuntimeError, OSError):
             info = None  # not there, or a format for ffmpeg: load_audio explains or decodes
-        if info is not None and info.samplerate > 0 and info.frames > 0:
+        seekable = info is not None and info.format in SEEKABLE
+        if seekable and info.samplerate > 0 and info.frames > 0:
             # as many samples as resampling the whole file gives: frames × 16 kHz / rate, rounded
             samples = (2 * info.frames * SAMPLE_RATE + info.samplerate) // (2 * info.samplerate)
             if samples > 0:
