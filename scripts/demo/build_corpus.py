@@ -4,9 +4,10 @@ Text comes from ``wordfreq`` (the most frequent words of each language, in its o
 each utterance is 1-4 random words spoken by espeak-ng with a voice variant, speed and pitch
 drawn for it (51 variants, 12 speeds, 11 pitches). Evaluation uses two variants training never
 hears, at off-grid speeds and pitches, so it measures how well the models generalise to
-speakers they never heard (within synthetic speech). ``--distinct-sounds`` leaves out words
-espeak-ng says like a more frequent one (95 of French's 700, 27 of Greek's, 1-13 elsewhere);
-the shipped checkpoints were trained without it.
+speakers they never heard (within synthetic speech). Words espeak-ng says like a more frequent
+one are left out (French ``ai`` after ``et``: 95 of French's first 700, 27 of Greek's, 1-13
+elsewhere), as strings of random words cannot tell homophones apart; ``--no-distinct-sounds``
+keeps them (the checkpoints shipped before 2026-12-02 were trained so).
 
 Writes ``<out>/<lang>/<split>/<n>.wav`` (16 kHz mono) and ``<out>/<split>.tsv`` manifests with
 the columns ``audio``, ``text``, ``lang`` (paths relative to the manifest).
@@ -185,7 +186,7 @@ def main() -> None:
     parser.add_argument("--eval-per-voice", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="espeak-ng processes at once")
-    parser.add_argument("--distinct-sounds", action="store_true",
+    parser.add_argument("--distinct-sounds", action=argparse.BooleanOptionalAction, default=True,
                         help="leave out words espeak-ng says like a more frequent one")  # fmt: skip
     args = parser.parse_args()
     build(

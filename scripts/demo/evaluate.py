@@ -5,7 +5,7 @@ Runs the public inference path (``Wav2Vec2Processor`` + ``Wav2Vec2ForCTC.load_ad
 speeds that training never used. With ``--lm`` it also decodes with a word language model:
 a unigram over each language's training words (uniform, as the corpus draws them), KenLM
 beam search with those words as lexicon (``mmspeech.ctc.lm.LMDecoder``, alpha 0.5, beta 2,
-chosen on this held-out set).
+chosen on the held-out set of the checkpoints shipped before 2026-12-02).
 
     python scripts/demo/evaluate.py --corpus /work/demo-data/corpus --json results.json [--lm]
 """
