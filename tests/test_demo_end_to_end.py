@@ -2,7 +2,7 @@
 on espeak-ng speech, src/mmspeech/demo): real recognition, automatic language routing by the
 demo LID model, word timestamps and forced alignment on real synthetic speech.
 
-The checkpoints are small and their held-out CER is 7-32 % (README), so the bounds below are
+The checkpoints are small and their held-out CER is 6-26 % (README), so the bounds below are
 what they reach on espeak's default voices, with a margin; they fail on random weights.
 """
 
