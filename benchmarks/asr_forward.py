@@ -167,12 +167,12 @@ def load_model(implementation: str, model_dir: Path) -> tuple[Any, dict[str, Any
         return model.eval(), {}
     import transformers
 
-    model = transformers.Wav2Vec2ForCTC.from_pretrained(model_dir, dtype=torch.float32)
+    reference = transformers.Wav2Vec2ForCTC.from_pretrained(model_dir, dtype=torch.float32)
     info = {
         "transformers_version": transformers.__version__,
-        "attn_implementation": model.config._attn_implementation,
+        "attn_implementation": reference.config._attn_implementation,
     }
-    return model.eval(), info
+    return reference.eval(), info
 
 
 def serve(implementation: str, model_dir: Path, work_dir: Path) -> None:

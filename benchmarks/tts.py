@@ -64,10 +64,13 @@ def worker(
 
     torch.set_num_threads(threads)
     if implementation == "mmspeech":
-        from mmspeech import VitsModel
+        import mmspeech
+
+        model: Any = mmspeech.VitsModel.from_pretrained(directory).eval()
     else:
-        from transformers import VitsModel
-    model = VitsModel.from_pretrained(directory).eval()
+        import transformers
+
+        model = transformers.VitsModel.from_pretrained(directory).eval()
     model.noise_scale = 0.0
     model.noise_scale_duration = 0.0
     stages = time_stages(model) if implementation == "mmspeech" else {}
