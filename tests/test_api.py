@@ -165,9 +165,8 @@ def test_bad_audio_is_a_clear_error(asr, tmp_path):
         TranscribeOptions(window_s=4, context_s=2)
 
 
-def test_file_is_read_in_blocks(asr, tmp_path, monkeypatch):
-    path = tmp_path / "long.wav"
-    sf.write(path, speech(12.0, 4), 16_000)
+def record_reads(monkeypatch) -> list[int]:
+    """From now on, the frame count of every ``SoundFile.read`` call."""
     reads = []
     real_read = sf.SoundFile.read
 
@@ -176,13 +175,20 @@ def test_file_is_read_in_blocks(asr, tmp_path, monkeypatch):
         return real_read(self, frames, *args, **kwargs)
 
     monkeypatch.setattr(sf.SoundFile, "read", spy)
+    return reads
+
+
+def test_file_is_read_in_blocks(asr, tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    sf.write(path, speech(12.0, 4), 16_000)
+    reads = record_reads(monkeypatch)
     options = TranscribeOptions(window_s=3.0, context_s=0.5)
     asr.transcribe(str(path), "eng", options=options)
     assert reads and max(reads) <= 3 * 16_000  # never the whole 12 s file at once
 
 
 @pytest.mark.parametrize("rate", [44_100, 22_050, 8_000, 48_000, 11_025])
-def test_other_rates_are_resampled_in_blocks_like_the_whole_file(asr, tmp_path, rate):
+def test_other_rates_are_resampled_in_blocks_like_the_whole_file(asr, tmp_path, monkeypatch, rate):
     from mmspeech.api.source import open_audio
     from mmspeech.audio import load_audio, resample
 
@@ -198,18 +204,10 @@ def test_other_rates_are_resampled_in_blocks_like_the_whole_file(asr, tmp_path, 
         np.testing.assert_allclose(source.read(start, end), whole[start:end], atol=1e-6)
     assert source.read(n, n + 100).shape == (0,)
 
-    reads = []
-    real_read = sf.SoundFile.read
-
-    def spy(self, frames=-1, *args, **kwargs):
-        reads.append(frames)
-        return real_read(self, frames, *args, **kwargs)
-
     options = TranscribeOptions(window_s=3.0, context_s=0.5)
     expected = asr.transcribe(whole, "eng", options=options)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sf.SoundFile, "read", spy)
-        result = asr.transcribe(str(path), "eng", options=options)
+    reads = record_reads(monkeypatch)
+    result = asr.transcribe(str(path), "eng", options=options)
     assert result.text == expected.text and result.duration == expected.duration
     assert reads and max(reads) <= 3.2 * rate  # a window and its margins, never the 12 s file
 

@@ -102,6 +102,8 @@ def to_mono(waveform: np.ndarray, channel_axis: int | None = None) -> np.ndarray
         )
     if channel_axis is None:
         channel_axis = 0 if waveform.shape[0] <= waveform.shape[1] else 1
+    if waveform.shape[channel_axis] == 1:  # already mono: no float64 pass over the samples
+        return waveform.take(0, axis=channel_axis).astype(np.float32, copy=False)
     return waveform.mean(axis=channel_axis, dtype=np.float64).astype(np.float32)
 
 
