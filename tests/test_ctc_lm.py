@@ -81,6 +81,18 @@ def test_a_lexicon_keeps_known_spellings_in_a_narrow_beam(arpa):
     assert decoder.decode(emissions(["c", "o", "t", "|", "s", "a", "t"])) == "cot sat"
 
 
+def test_a_letter_spelt_but_hardly_heard_is_still_tried(arpa):
+    # "s" peaks at log-probability ~ -6 (a silent letter: French "corps"): the default search
+    # tries it and the lexicon + LM restore "sat"; a -5 floor never tries it and writes "at"
+    log_probs = emissions(["c", "a", "t", "|", {"<pad>": 0.99, "s": 0.0025}, "a", "t"])
+    assert greedy_text(log_probs) == "cat at"
+    assert -7 < log_probs[4, IDS["s"]] < -5
+    lexicon = ["cat", "sat"]
+    assert LMDecoder(LABELS, arpa, alpha=2.0, lexicon=lexicon).decode(log_probs) == "cat sat"
+    narrow = LMDecoder(LABELS, arpa, alpha=2.0, lexicon=lexicon, token_min_logp=-5.0)
+    assert narrow.decode(log_probs) == "cat at"
+
+
 def test_the_lm_words_align_to_the_frames_that_say_them(arpa):
     # the tokens the LM chose form a labelling the frames can spell: forced alignment times it
     log_probs = emissions([*AMBIGUOUS, "|", "<pad>"])  # a trailing delimiter is dropped

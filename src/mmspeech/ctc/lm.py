@@ -80,7 +80,9 @@ class LMDecoder:
         blank_id: the CTC blank; by default the id of ``"<pad>"`` or ``""``.
         word_delimiter: the token between words (``"|"`` for wav2vec2; ``" "`` also accepted).
         token_min_logp: tokens below this frame log-probability are not tried (speed), except
-            each frame's best token.
+            each frame's best token. Letters a word is spelt with but hardly sounds (French
+            ``corps``) need room: on the demo checkpoints' development speech, -5 instead of
+            -10 raised lexicon decoding's CER from 1.2 to 3.7 % (German), 2.8 to 5.4 % (Russian).
         beam_prune_logp: prefixes ranked this far (natural log) below the best are dropped.
         lexicon: the words transcripts may contain (e.g. the LM's unigrams). A prefix whose
             unfinished word starts none of them is ranked with the LM's ``<unk>`` score.
@@ -96,7 +98,7 @@ class LMDecoder:
         *,
         blank_id: int | None = None,
         word_delimiter: str = "|",
-        token_min_logp: float = -5.0,
+        token_min_logp: float = -10.0,
         beam_prune_logp: float = 10.0,
         lexicon: Iterable[str] | None = None,
     ) -> None:
