@@ -4,7 +4,8 @@ Text comes from ``wordfreq`` (the most frequent words of each language, in its o
 each utterance is 1-4 random words spoken by espeak-ng with a voice variant, speed and pitch
 drawn for it (51 variants, 12 speeds, 11 pitches). Evaluation uses two variants training never
 hears, at off-grid speeds and pitches, so it measures how well the models generalise to
-speakers they never heard (within synthetic speech). Words espeak-ng says like a more frequent
+speakers they never heard (within synthetic speech); a development split of two more unheard
+variants is for choosing decoding settings. Words espeak-ng says like a more frequent
 one are left out (French ``ai`` after ``et``: 95 of French's first 700, 27 of Greek's, 1-13
 elsewhere), as strings of random words cannot tell homophones apart; ``--no-distinct-sounds``
 keeps them (the checkpoints shipped before 2026-12-02 were trained so).
@@ -54,6 +55,9 @@ TRAIN_VARIANTS = (
 TRAIN_SPEEDS = tuple(range(120, 231, 10))
 TRAIN_PITCHES = tuple(range(25, 80, 5))
 EVAL_VOICES = [("m7", 155, 48), ("f3", 178, 58)]  # (variant, words per minute, pitch 0-99)
+# a development split, for choosing decoding settings without looking at the evaluation split:
+# two more variants that neither training nor evaluation uses
+DEV_VOICES = [("Mike", 165, 42), ("Andrea", 142, 52)]
 MAX_WORDS = 4  # words per utterance: 1 to MAX_WORDS
 # a word needs a vowel of its script: vowel-less ones are abbreviations espeak-ng expands
 # ("dr" -> "doctor"), whose audio would not match their letters
@@ -142,8 +146,15 @@ def build(
     out: Path, train_per_lang: int, eval_per_voice: int, seed: int, jobs: int, distinct: bool
 ) -> None:
     # every utterance is decided first (one seeded generator per split), then spoken in parallel
-    train_rng, eval_rng = random.Random(seed), random.Random(seed + 1)
-    plan: dict[str, list[tuple[str, str, str, str, str, int, int]]] = {"train": [], "eval": []}
+    # (the dev generator comes last so that adding it left train and eval as they were)
+    train_rng, eval_rng, dev_rng = (
+        random.Random(seed),
+        random.Random(seed + 1),
+        random.Random(seed + 2),
+    )
+    plan: dict[str, list[tuple[str, str, str, str, str, int, int]]] = {
+        "train": [], "eval": [], "dev": []
+    }  # fmt: skip
     for lang, (wf_code, voice, script) in LANGUAGES.items():
         pool = word_pool(wf_code, script, VOCAB_WORDS, voice if distinct else None, jobs)
         for index in range(train_per_lang):
@@ -153,13 +164,14 @@ def build(
                 train_rng.choice(TRAIN_PITCHES),
             )  # fmt: skip
             plan["train"].append((f"{lang}/train/{index:05d}.wav", text, lang, voice, *setting))
-        index = 0
-        for variant, speed, pitch in EVAL_VOICES:
-            for _ in range(eval_per_voice):
-                text = " ".join(eval_rng.sample(pool, eval_rng.randint(1, MAX_WORDS)))
-                path = f"{lang}/eval/{index:05d}.wav"
-                plan["eval"].append((path, text, lang, voice, variant, speed, pitch))
-                index += 1
+        for split, rng, voices in (("eval", eval_rng, EVAL_VOICES), ("dev", dev_rng, DEV_VOICES)):
+            index = 0
+            for variant, speed, pitch in voices:
+                for _ in range(eval_per_voice):
+                    text = " ".join(rng.sample(pool, rng.randint(1, MAX_WORDS)))
+                    path = f"{lang}/{split}/{index:05d}.wav"
+                    plan[split].append((path, text, lang, voice, variant, speed, pitch))
+                    index += 1
         print(f"{lang}: {len(pool)} words", flush=True)
 
     def render(item: tuple[str, str, str, str, str, int, int]) -> None:

@@ -4,10 +4,11 @@ Runs the public inference path (``Wav2Vec2Processor`` + ``Wav2Vec2ForCTC.load_ad
 ``Wav2Vec2ForSequenceClassification``) on the held-out split of build_corpus.py: voices and
 speeds that training never used. With ``--lm`` it also decodes with a word language model:
 a unigram over each language's training words (uniform, as the corpus draws them), KenLM
-beam search with those words as lexicon (``mmspeech.ctc.lm.LMDecoder``, alpha 0.5, beta 2,
-chosen on the held-out set of the checkpoints shipped before 2026-12-02).
+beam search with those words as lexicon (``mmspeech.ctc.lm.LMDecoder`` with its default
+alpha 0.5, beta 1, beam 32, token_min_logp -10, chosen on the development split).
 
     python scripts/demo/evaluate.py --corpus /work/demo-data/corpus --json results.json [--lm]
+    python scripts/demo/evaluate.py --split dev --lm   # the split to tune decoding on
 """
 
 from __future__ import annotations
@@ -65,9 +66,7 @@ def evaluate_asr(
             labels = sorted(vocab, key=vocab.__getitem__)
             with tempfile.TemporaryDirectory() as tmp:
                 write_unigram_arpa(Path(tmp) / "words.arpa", lm_words[lang])
-                decoder = LMDecoder(
-                    labels, Path(tmp) / "words.arpa", alpha=0.5, beta=2.0, lexicon=lm_words[lang]
-                )
+                decoder = LMDecoder(labels, Path(tmp) / "words.arpa", lexicon=lm_words[lang])
             lm_hypotheses = [decoder.decode(logits) for logits in emissions]
             scores[lang]["lm_cer"] = error_rates(references, lm_hypotheses)["cer"]
     return scores
@@ -92,10 +91,14 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("/work/demo-data/corpus"))
     parser.add_argument("--asr", type=Path, default=DEMO / "asr")
     parser.add_argument("--lid", type=Path, default=DEMO / "lid")
+    parser.add_argument(
+        "--split", default="eval", choices=["eval", "dev"],
+        help="eval: the numbers to report; dev: the split to tune decoding settings on",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--lm", action="store_true", help="also decode with a word unigram LM")
     args = parser.parse_args()
-    heldout = load_waveforms(read_manifest(args.corpus / "eval.tsv"))
+    heldout = load_waveforms(read_manifest(args.corpus / f"{args.split}.tsv"))
     groups: dict[str, list] = defaultdict(list)
     for utterance in heldout:
         groups[str(utterance.label)].append(utterance)
