@@ -149,7 +149,9 @@ def test_ctc_loss_and_gradients_match(make_checkpoint):
     ref_grad = reference.lm_head.weight.grad
     our_grad = model.lm_head.weight.grad
     assert ref_grad is not None and our_grad is not None
-    assert max_diff(ref_grad, our_grad) < 1e-3
+    # relative to the gradient's size (entries up to ~60 here): float32 sums in another order
+    # differ by ~1e-3 on some CPUs (AVX2 without AVX-512), 2e-5 of the largest entry
+    assert max_diff(ref_grad, our_grad) < 1e-4 * float(ref_grad.abs().max())
 
 
 def test_too_short_audio_is_a_clear_error(make_checkpoint):
