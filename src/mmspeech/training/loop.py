@@ -108,6 +108,16 @@ def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def _adamw(parameters: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW as one fused kernel over all tensors where the device has it (CPU and CUDA): on
+    the demo base model (5M parameters, 2 CPU threads) an optimizer step takes 8 ms instead of
+    40 ms, a tenth of a training step."""
+    try:
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+
+
 class Trainer:
     """Trains the parameters of ``model`` that require gradients on ``train`` utterances.
 
@@ -143,8 +153,8 @@ class Trainer:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         if not self.parameters:
             raise ConfigError("The model has no trainable parameters (everything is frozen).")
-        self.optimizer = torch.optim.AdamW(
-            self.parameters, lr=self.options.learning_rate, weight_decay=self.options.weight_decay
+        self.optimizer = _adamw(
+            self.parameters, self.options.learning_rate, self.options.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_linear(self.options.warmup_steps, self.options.max_steps)
