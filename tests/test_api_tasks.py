@@ -171,6 +171,15 @@ def test_lm_decoding(mms_dir, tmp_path):
     missing = TranscribeOptions(lm_path=str(arpa), lm_lexicon=str(tmp_path / "missing.txt"))
     with pytest.raises(ConfigError, match=r"Cannot read the LM lexicon .*missing\.txt"):
         asr.transcribe(audio, "eng", options=missing)
+    # a lexicon without a model file: transcripts use only its words
+    closed = asr.transcribe(audio, "eng", options=TranscribeOptions(lm_lexicon=str(lexicon)))
+    assert asr._lm.prefixes == {"", "t", "th", "the"}
+    assert closed.segments and set(closed.text.split()) == {"the"}
+    assert set(plain.text.split()) != {"the"}  # the tiny random model alone says other things
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match=r"LM lexicon .*empty\.txt has no words"):
+        asr.transcribe(audio, "eng", options=TranscribeOptions(lm_lexicon=str(empty)))
 
 
 def test_translate_uses_the_checkpoints_text_tokenizer(s2t_dir, tmp_path):

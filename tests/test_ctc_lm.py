@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmspeech.ctc import forced_align, greedy_spans
-from mmspeech.ctc.lm import LMDecoder
+from mmspeech.ctc.lm import LMDecoder, write_unigram_arpa
 from mmspeech.errors import CheckpointNotFoundError, ConfigError, MissingDependencyError
 
 pytest.importorskip("kenlm", reason="n-gram LM decoding needs the 'lm' extra (kenlm)")
@@ -79,6 +79,33 @@ def test_a_lexicon_keeps_known_spellings_in_a_narrow_beam(arpa):
     assert decoder.decode(log_probs) == "cat sat"
     # a word the lexicon lacks is still written when the acoustics are clear
     assert decoder.decode(emissions(["c", "o", "t", "|", "s", "a", "t"])) == "cot sat"
+
+
+def test_a_word_list_alone_is_a_closed_vocabulary(tmp_path, caplog):
+    # no model file: a uniform unigram over the words, which are also the lexicon
+    decoder = LMDecoder.from_words(LABELS, ["cat", "sat", "toast"], alpha=0.5)
+    assert decoder.decode(emissions(AMBIGUOUS)) == "cat sat"
+    assert decoder.prefixes is not None and "toa" in decoder.prefixes
+    # clear acoustics for a word outside the list still end in listed words or nothing listed
+    assert set(decoder.decode(emissions(["c", "o", "t", "|", "s", "a", "t"])).split()) <= {
+        "cat", "sat", "toast"
+    }  # fmt: skip
+    # the ARPA file: every word equally likely, P(</s>) as asked
+    path = tmp_path / "words.arpa"
+    write_unigram_arpa(path, ["sat", "cat", "cat", "toast"], end_prob=0.25)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert "ngram 1=6" in lines and f"{np.log10(0.25):.6f}\t</s>" in lines
+    scores = {line.split("\t")[1]: float(line.split("\t")[0]) for line in lines if "\t" in line}
+    assert scores["cat"] == scores["sat"] == scores["toast"] == pytest.approx(np.log10(0.75 / 3))
+    # words the labels cannot spell are named: they could never be recognised
+    with caplog.at_level("WARNING", logger="mmspeech.ctc.lm"):
+        LMDecoder.from_words(LABELS, ["cat", "dog"])
+    assert "1 of 2 lexicon words use characters the model cannot write" in caplog.text
+    assert "'dog'" in caplog.text
+    with pytest.raises(ConfigError, match="needs at least one word"):
+        LMDecoder.from_words(LABELS, [" "])
+    with pytest.raises(ConfigError, match="<unk> is a language-model marker"):
+        write_unigram_arpa(path, ["cat", "<unk>"])
 
 
 def test_a_letter_spelt_but_hardly_heard_is_still_tried(arpa):

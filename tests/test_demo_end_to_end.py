@@ -17,6 +17,7 @@ import soundfile as sf
 from conftest import espeak
 
 from mmspeech.cli import main
+from mmspeech.ctc.lm import write_unigram_arpa
 from mmspeech.demo import demo_checkpoint
 from mmspeech.errors import CheckpointNotFoundError
 
@@ -130,15 +131,8 @@ def test_lm_decoding_times_the_words_the_lm_chose(capsys, tmp_path, demo, clips)
     asr, _ = demo
     voice, text, language = CASES[3]
     words = sorted({*text.split(), "gut", "morgens", "wir", "geben", "es", "der", "die", "ist"})
-    arpa = tmp_path / "words.arpa"  # uniform unigram (KenLM reads order 2 and up)
-    arpa.write_text(
-        "\n".join(
-            ["\\data\\", f"ngram 1={len(words) + 3}", "ngram 2=1", "", "\\1-grams:",
-             "-0.4\t</s>", "-99\t<s>", "-30\t<unk>", *(f"-1.2\t{w}" for w in words),
-             "", "\\2-grams:", "-99\t<s> </s>", "", "\\end\\", ""]
-        ),
-        encoding="utf-8",
-    )  # fmt: skip
+    arpa = tmp_path / "words.arpa"
+    write_unigram_arpa(arpa, words, end_prob=0.4)
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("\n".join(words), encoding="utf-8")
     code, out, err = run(
@@ -154,3 +148,10 @@ def test_lm_decoding_times_the_words_the_lm_chose(capsys, tmp_path, demo, clips)
     assert all(start < end for start, end in times)
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(times))
     assert times[-1][1] - times[0][0] > 0.6 * result["duration"]
+    # the word list alone (no model file) is a closed vocabulary: the same words come out
+    code, out, err = run(
+        capsys, "transcribe", clips / f"{voice}.wav", "--model", asr, "-l", language,
+        "--lm-lexicon", lexicon,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.strip() == text

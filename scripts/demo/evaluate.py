@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,17 +27,6 @@ from mmspeech.training import error_rates, load_waveforms, read_manifest
 from mmspeech.training.vocab import normalize_text
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "mmspeech" / "demo"
-
-
-def write_unigram_arpa(path: Path, words: set[str], end_prob: float = 0.4) -> None:
-    """A uniform unigram LM over ``words`` (KenLM reads ARPA files of order 2 and up, hence the
-    one impossible bigram). ``end_prob`` is P(</s>) after a word: utterances have 1-4 words."""
-    word_logp = math.log10((1 - end_prob) / len(words))
-    lines = ["\\data\\", f"ngram 1={len(words) + 3}", "ngram 2=1", "", "\\1-grams:",
-             f"{math.log10(end_prob):.6f}\t</s>", "-99\t<s>", "-30\t<unk>"]  # fmt: skip
-    lines += [f"{word_logp:.6f}\t{word}" for word in sorted(words)]
-    lines += ["", "\\2-grams:", "-99\t<s> </s>", "", "\\end\\", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def evaluate_asr(
@@ -64,9 +51,8 @@ def evaluate_asr(
         if lm_words is not None:
             vocab = processor.tokenizer.get_vocab()
             labels = sorted(vocab, key=vocab.__getitem__)
-            with tempfile.TemporaryDirectory() as tmp:
-                write_unigram_arpa(Path(tmp) / "words.arpa", lm_words[lang])
-                decoder = LMDecoder(labels, Path(tmp) / "words.arpa", lexicon=lm_words[lang])
+            # P(</s>) 0.4 after a word: the utterances have 1-4 words
+            decoder = LMDecoder.from_words(labels, lm_words[lang], end_prob=0.4)
             lm_hypotheses = [decoder.decode(logits) for logits in emissions]
             scores[lang]["lm_cer"] = error_rates(references, lm_hypotheses)["cer"]
     return scores

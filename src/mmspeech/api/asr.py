@@ -350,7 +350,7 @@ class ASRModel:
         )  # fmt: skip
 
     def _lm_decoder(self, options: TranscribeOptions) -> Any:
-        if options.lm_path is None:
+        if options.lm_path is None and options.lm_lexicon is None:
             return None
         key = (
             options.lm_path,
@@ -374,10 +374,15 @@ class ASRModel:
                         f"Cannot read the LM lexicon {options.lm_lexicon} (a UTF-8 text file of "
                         f"words): {exc}"
                     ) from exc
-            self._lm = LMDecoder(
-                labels, options.lm_path, alpha=options.lm_alpha, beta=options.lm_beta,
-                beam_width=options.beam_width, lexicon=lexicon,
-            )  # fmt: skip
+                if not lexicon:
+                    raise ConfigError(f"The LM lexicon {options.lm_lexicon} has no words.")
+            alpha, beta, beam = options.lm_alpha, options.lm_beta, options.beam_width
+            if options.lm_path is None:  # a closed list of words, all equally likely
+                self._lm = LMDecoder.from_words(
+                    labels, lexicon or [], alpha=alpha, beta=beta, beam_width=beam
+                )
+            else:
+                self._lm = LMDecoder(labels, options.lm_path, alpha, beta, beam, lexicon=lexicon)
             self._lm_key = key
         return self._lm
 

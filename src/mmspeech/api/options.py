@@ -36,7 +36,9 @@ class TranscribeOptions:
     lid_model: str = DEFAULT_LID_MODEL  # checkpoint that picks the language when none is given
     lid_seconds: float = 30.0  # audio (from the start) the language is detected on
     lm_path: str | None = None  # KenLM word model (.arpa or .bin) for beam-search decoding
-    lm_lexicon: str | None = None  # text file of the words LM decoding may spell
+    # text file of the words LM decoding may spell; without lm_path, decoding writes only
+    # these words, all equally likely (a uniform word model over them)
+    lm_lexicon: str | None = None
     lm_alpha: float = 0.5  # LM weight
     lm_beta: float = 1.0  # word-insertion bonus
     beam_width: int = 32  # beam of the LM decoder

@@ -21,6 +21,7 @@ EXAMPLES = """\
   mmspeech transcribe lecture.wav --vad --language sw  # split on voice activity first
   mmspeech transcribe a.wav --language eng --lm words.arpa --lm-alpha 0.6
   mmspeech transcribe a.wav --language eng --lm words.arpa --lm-lexicon words.txt
+  mmspeech transcribe order.wav --language eng --lm-lexicon commands.txt  # only these words
 """
 
 
@@ -52,8 +53,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--lid-model", default=_DEFAULTS.lid_model,
                         help="language-ID checkpoint used without --language")  # fmt: skip
     parser.add_argument("--lm", help="KenLM word model (.arpa or .bin) for beam-search decoding")
-    parser.add_argument("--lm-lexicon", help="text file of the words --lm decoding may spell; "
-                        "a word that starts none of them is scored as unknown at once")  # fmt: skip
+    parser.add_argument("--lm-lexicon", help="text file of words: with --lm, the words its "
+                        "decoding may spell; alone, transcripts use only these words (a closed "
+                        "vocabulary: commands, names)")  # fmt: skip
     parser.add_argument("--lm-alpha", type=float, default=_DEFAULTS.lm_alpha, help="LM weight")
     parser.add_argument("--lm-beta", type=float, default=_DEFAULTS.lm_beta,
                         help="word-insertion bonus")  # fmt: skip

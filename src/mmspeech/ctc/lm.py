@@ -8,12 +8,16 @@ vocabulary continuous speech recognition using bi-directional recurrent DNNs"). 
 word being spelt that no lexicon word starts with is ranked as an unknown word at once, rather
 than when it ends, so the spellings the lexicon knows survive a narrow beam. The ``kenlm``
 module (extra ``lm``) reads ARPA and binary models; it is imported when a decoder is built.
+:meth:`LMDecoder.from_words` needs no model file: it decodes into a closed list of words, all
+equally likely (a uniform unigram model written on the fly).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,8 @@ import numpy as np
 
 from mmspeech.ctc.decode import as_log_probs
 from mmspeech.errors import CheckpointNotFoundError, ConfigError, MissingDependencyError
+
+logger = logging.getLogger(__name__)
 
 LOG10 = math.log(10.0)  # kenlm scores are log10; the CTC scores are natural logs
 MINUS_INF = float("-inf")
@@ -117,14 +123,29 @@ class LMDecoder:
         self.model = _load_kenlm(kenlm_path)
         self.prefixes: set[str] | None = None
         if lexicon is not None:
+            lexicon = list(lexicon)
             self.prefixes = {word[:i] for word in lexicon for i in range(len(word) + 1)}
             if len(self.prefixes) < 2:
                 raise ConfigError("The lexicon has no words.")
+            _warn_unspellable(lexicon, self.labels, self.skipped | self.delimiters)
             import kenlm
 
             anywhere = kenlm.State()
             self.model.NullContextWrite(anywhere)
             self.unknown_logp = self.model.BaseScore(anywhere, "<unk>", kenlm.State()) * LOG10
+
+    @classmethod
+    def from_words(
+        cls, labels: Sequence[str], words: Iterable[str], end_prob: float = 0.1, **options: Any
+    ) -> LMDecoder:
+        """A decoder that spells only ``words``, all equally likely: a uniform unigram model
+        over them (see :func:`write_unigram_arpa`) that is also the lexicon. ``options`` are
+        the other arguments of :class:`LMDecoder` (``alpha``, ``beta``, ``beam_width``, ...)."""
+        vocabulary = sorted({w for word in words for w in word.split()})
+        with tempfile.TemporaryDirectory(prefix="mmspeech-lm-") as tmp:
+            arpa = Path(tmp) / "words.arpa"
+            write_unigram_arpa(arpa, vocabulary, end_prob)
+            return cls(labels, arpa, lexicon=vocabulary, **options)  # kenlm reads it whole
 
     def decode(self, log_probs: Any) -> str:
         """The best transcript of ``(T, V)`` log-probabilities (or logits) of one utterance."""
@@ -260,6 +281,45 @@ def _find_blank(labels: Sequence[str]) -> int:
     raise ConfigError(
         "Cannot tell the CTC blank: no '<pad>' or '' among the labels; pass blank_id=..."
     )
+
+
+def write_unigram_arpa(
+    path: str | os.PathLike[str], words: Iterable[str], end_prob: float = 0.1
+) -> None:
+    """Write a uniform unigram language model over ``words`` as an ARPA file.
+
+    Every word gets ``(1 - end_prob) / len(words)``; ``end_prob`` is the probability that the
+    transcript ends after a word (0.1: about ten words per window). KenLM reads ARPA files of
+    order 2 and up, hence one impossible bigram.
+    """
+    vocabulary = sorted({w for word in words for w in word.split()})
+    if not vocabulary:
+        raise ConfigError("A word language model needs at least one word; the list is empty.")
+    if not 0.0 < end_prob < 1.0:
+        raise ConfigError(f"end_prob must be in (0, 1), got {end_prob}.")
+    special = [w for w in vocabulary if w in ("<s>", "</s>", "<unk>")]
+    if special:
+        raise ConfigError(f"{special[0]} is a language-model marker, not a word.")
+    word_logp = math.log10((1.0 - end_prob) / len(vocabulary))
+    lines = ["\\data\\", f"ngram 1={len(vocabulary) + 3}", "ngram 2=1", "", "\\1-grams:",
+             f"{math.log10(end_prob):.6f}\t</s>", "-99\t<s>", "-30\t<unk>"]  # fmt: skip
+    lines += [f"{word_logp:.6f}\t{word}" for word in vocabulary]
+    lines += ["", "\\2-grams:", "-99\t<s> </s>", "", "\\end\\", ""]
+    Path(path).write_text("\n".join(lines), encoding="utf-8")
+
+
+def _warn_unspellable(lexicon: list[str], labels: list[str], skipped: set[int]) -> None:
+    """Log the lexicon words the vocabulary cannot spell: they can never be recognised."""
+    letters = {label for i, label in enumerate(labels) if i not in skipped}
+    missing = [w for w in lexicon if not set(w) <= letters]
+    if missing:
+        example = missing[0]
+        absent = "".join(sorted(set(example) - letters))
+        logger.warning(
+            "%d of %d lexicon words use characters the model cannot write, so they will never "
+            "be recognised (e.g. %r: %r)",
+            len(missing), len(lexicon), example, absent,
+        )  # fmt: skip
 
 
 def _load_kenlm(path: str | os.PathLike[str]) -> Any:
