@@ -108,6 +108,15 @@ def test_a_word_list_alone_is_a_closed_vocabulary(tmp_path, caplog):
         write_unigram_arpa(path, ["cat", "<unk>"])
 
 
+def test_kenlm_notes_become_log_records(arpa, capfd, caplog):
+    # kenlm's C++ tells stderr that ARPA files load slower than binaries: a log record instead
+    with caplog.at_level("DEBUG", logger="mmspeech.ctc.lm"):
+        LMDecoder(LABELS, arpa)
+        LMDecoder.from_words(LABELS, ["cat"])
+    assert capfd.readouterr().err == ""
+    assert caplog.text.count("kenlm: Loading the LM will be faster") == 2
+
+
 def test_a_letter_spelt_but_hardly_heard_is_still_tried(arpa):
     # "s" peaks at log-probability ~ -6 (a silent letter: French "corps"): the default search
     # tries it and the lexicon + LM restore "sat"; a -5 floor never tries it and writes "at"

@@ -14,11 +14,13 @@ equally likely (a uniform unigram model written on the fly).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,8 +337,41 @@ def _load_kenlm(path: str | os.PathLike[str]) -> Any:
             "file; build one with KenLM's lmplz (and build_binary)."
         )
     config = kenlm.Config()
-    config.show_progress = False  # the library never prints (kenlm still notes ARPA load time)
+    config.show_progress = False  # the library never prints
     try:
-        return kenlm.Model(str(path), config)
+        with _kenlm_notes():
+            return kenlm.Model(str(path), config)
     except (OSError, RuntimeError) as exc:
         raise ConfigError(f"Cannot read the KenLM model {path}: {exc}") from exc
+
+
+KENLM_NOTES = ("Loading the LM will be faster if you build a binary file.",)
+
+
+@contextlib.contextmanager
+def _kenlm_notes() -> Iterator[None]:
+    """kenlm's C++ writes notes to the process's stderr ("Loading the LM will be faster if you
+    build a binary file." for every ARPA file, ours from :meth:`LMDecoder.from_words` too): they
+    become log records. Anything else written to stderr meanwhile is passed on afterwards."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to borrow
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            others = []
+            for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if line.strip() in KENLM_NOTES:
+                    logger.debug("kenlm: %s", line.strip())
+                elif line:
+                    others.append(line)
+            if others:
+                os.write(2, "".join(others).encode("utf-8", "replace"))
