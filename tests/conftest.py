@@ -17,6 +17,19 @@ from safetensors.torch import save_file
 transformers = pytest.importorskip("transformers")
 logging.getLogger("transformers").setLevel(logging.ERROR)
 
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """The CLI's setup_logging (basicConfig(force=True)) binds a root handler to the sys.stderr
+    of the moment, which pytest closes after the test: restore the root logger's handlers and
+    level, so later log records do not hit a closed stream ("--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 TINY = {
     "hidden_size": 32,
     "num_hidden_layers": 2,
