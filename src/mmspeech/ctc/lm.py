@@ -143,7 +143,7 @@ class LMDecoder:
         """A decoder that spells only ``words``, all equally likely: a uniform unigram model
         over them (see :func:`write_unigram_arpa`) that is also the lexicon. ``options`` are
         the other arguments of :class:`LMDecoder` (``alpha``, ``beta``, ``beam_width``, ...)."""
-        vocabulary = sorted({w for word in words for w in word.split()})
+        vocabulary = _distinct_words(words)
         with tempfile.TemporaryDirectory(prefix="mmspeech-lm-") as tmp:
             arpa = Path(tmp) / "words.arpa"
             write_unigram_arpa(arpa, vocabulary, end_prob)
@@ -294,7 +294,7 @@ def write_unigram_arpa(
     transcript ends after a word (0.1: about ten words per window). KenLM reads ARPA files of
     order 2 and up, hence one impossible bigram.
     """
-    vocabulary = sorted({w for word in words for w in word.split()})
+    vocabulary = _distinct_words(words)
     if not vocabulary:
         raise ConfigError("A word language model needs at least one word; the list is empty.")
     if not 0.0 < end_prob < 1.0:
@@ -308,6 +308,11 @@ def write_unigram_arpa(
     lines += [f"{word_logp:.6f}\t{word}" for word in vocabulary]
     lines += ["", "\\2-grams:", "-99\t<s> </s>", "", "\\end\\", ""]
     Path(path).write_text("\n".join(lines), encoding="utf-8")
+
+
+def _distinct_words(words: Iterable[str]) -> list[str]:
+    """The distinct whitespace-separated words of ``words``, sorted."""
+    return sorted({w for word in words for w in word.split()})
 
 
 def _warn_unspellable(lexicon: list[str], labels: list[str], skipped: set[int]) -> None:
