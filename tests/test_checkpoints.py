@@ -54,6 +54,19 @@ def test_weight_norm_fold_is_g_times_direction():
     assert max_diff(state["m.weight"], expected) < 1e-6
 
 
+def test_a_half_precision_weight_norm_pair_is_folded_in_float32():
+    """The reference computes g * v / ||v|| in the model's dtype from the stored float16 pair;
+    rounding the folded weight back to float16 moved it by ~4e-4 (a demo model's logits by
+    2e-3)."""
+    v = (torch.randn(8, 4, 32) * 0.3).half()
+    g = (torch.rand(1, 1, 32) + 0.5).half()
+    state = {"m.weight_g": g, "m.weight_v": v}
+    fold_weight_norm(state, "m")
+    expected = g.float() * v.float() / v.float().norm(dim=(0, 1), keepdim=True)
+    assert state["m.weight"].dtype == torch.float32
+    assert max_diff(state["m.weight"], expected) < 1e-6
+
+
 def test_pytorch_bin_weights_load(make_checkpoint, tmp_path):
     reference, _ = make_checkpoint("mms")
     legacy = tmp_path / "legacy"

@@ -50,8 +50,8 @@ def test_every_adapter_matches_the_reference(asr_dir):
         with torch.no_grad():
             logits, reference = ours(waveform).logits, theirs(waveform).logits
         assert logits.shape[-1] == len(processor.tokenizer) == reference.shape[-1]
-        # trained logits reach ~±12; float32 rounding (weight-norm fold) differs by ~5e-4
-        assert max_diff(logits, reference) < 2e-3, lang
+        # the float16 weight-norm pair is folded in float32, as the reference computes it
+        assert max_diff(logits, reference) < 1e-4, lang
         assert torch.equal(logits.argmax(-1), reference.argmax(-1)), lang
 
 

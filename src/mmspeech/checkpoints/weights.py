@@ -66,8 +66,11 @@ def _norm_except(v: torch.Tensor, dim: int) -> torch.Tensor:
 def fold_weight_norm(state: dict[str, torch.Tensor], module_path: str) -> None:
     """Replace ``module_path``'s (g, v) pair, in either spelling, by ``weight = g * v / ||v||``.
 
-    The norm is taken over every dimension where ``g`` has size 1. Done in float32 and in place.
-    Does nothing when the module already holds a plain ``weight``.
+    The norm is taken over every dimension where ``g`` has size 1. Done in float32 and in place;
+    the folded weight stays float32 (or float64) even when ``g`` and ``v`` are float16: rounded
+    back to half precision, a trained position conv's weight moved by ~4e-4 and a demo model's
+    logits by ~2e-3 from the reference, which computes the fold in the model's dtype. Does
+    nothing when the module already holds a plain ``weight``.
     """
     for g_suffix, v_suffix in WEIGHT_NORM_SUFFIXES:
         g_key, v_key = f"{module_path}.{g_suffix}", f"{module_path}.{v_suffix}"
@@ -80,8 +83,9 @@ def fold_weight_norm(state: dict[str, torch.Tensor], module_path: str) -> None:
                 )
             kept = [d for d in range(g.dim()) if g.shape[d] != 1]
             dims = [d for d in range(v.dim()) if d not in kept]
-            norm = v.float().norm(p=2, dim=dims, keepdim=True)
-            state[f"{module_path}.weight"] = (g.float() * v.float() / norm).to(v.dtype)
+            dtype = torch.promote_types(v.dtype, torch.float32)
+            g, v = g.to(dtype), v.to(dtype)
+            state[f"{module_path}.weight"] = g * v / v.norm(p=2, dim=dims, keepdim=True)
             return
         if g_key in state or v_key in state:
             raise CheckpointError(f"{module_path} has only half of its weight-norm pair.")
