@@ -429,3 +429,36 @@ def test_spec_augment_masks_frames_in_training_only():
     assert replaced.any() and torch.equal(~replaced, (masked == clean).all(-1))
     valid = model.frame_lengths(attention.sum(-1))
     assert not replaced[1, int(valid[1]) :].any()
+
+
+def test_native_bf16_follows_the_cpu_flags(monkeypatch):
+    from mmspeech.training import loop, native_bf16
+
+    for flags, expected in [
+        ({"avx2", "avx512f"}, False),
+        ({"avx512f", "avx512_bf16"}, True),
+        ({"amx_bf16", "amx_tile"}, True),
+        (set(), False),  # no /proc/cpuinfo (not Linux)
+    ]:
+        monkeypatch.setattr(loop, "_cpu_flags", lambda flags=flags: flags)
+        assert native_bf16("cpu") is expected, flags
+    assert native_bf16("meta") is False
+
+
+def test_cli_bf16_auto_on_and_off(monkeypatch, caplog):
+    import argparse
+
+    from mmspeech.training import cli, loop
+
+    parser = argparse.ArgumentParser()
+    cli._add_common(parser, steps=10, lr=1e-3)
+    assert parser.parse_args(["--train", "t.tsv"]).bf16 == "off"
+    assert parser.parse_args(["--train", "t.tsv", "--bf16"]).bf16 == "on"  # the old flag
+    assert parser.parse_args(["--train", "t.tsv", "--bf16", "auto"]).bf16 == "auto"
+    monkeypatch.setattr(loop, "_cpu_flags", lambda: {"avx2"})
+    assert cli._bf16("auto", "cpu") is False and cli._bf16("off", "cpu") is False
+    with caplog.at_level("WARNING", logger="mmspeech.training.cli"):
+        assert cli._bf16("on", "cpu") is True
+    assert "no native bfloat16" in caplog.text
+    monkeypatch.setattr(loop, "_cpu_flags", lambda: {"avx512_bf16"})
+    assert cli._bf16("auto", "cpu") is True

@@ -17,7 +17,7 @@ from mmspeech.training.data import (
     read_manifest,
     split_heldout,
 )
-from mmspeech.training.loop import Progress, Task, Trainer, TrainOptions
+from mmspeech.training.loop import Progress, Task, Trainer, TrainOptions, native_bf16
 from mmspeech.training.recipes import (
     TrainResult,
     build_lid_model,
@@ -48,6 +48,7 @@ __all__ = [
     "from_hf_dataset",
     "init_weights",
     "load_waveforms",
+    "native_bf16",
     "prepare_adapter_model",
     "read_manifest",
     "split_heldout",
