@@ -443,22 +443,38 @@ def test_native_bf16_follows_the_cpu_flags(monkeypatch):
         monkeypatch.setattr(loop, "_cpu_flags", lambda flags=flags: flags)
         assert native_bf16("cpu") is expected, flags
     assert native_bf16("meta") is False
+    # CUDA: Ampere (8.0) and later compute bfloat16; a T4 (7.5) only emulates it
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    seen = []
+    for capability, expected in [((7, 5), False), ((8, 6), True)]:
+        monkeypatch.setattr(
+            torch.cuda, "get_device_capability",
+            lambda device=None, capability=capability: seen.append(device) or capability,
+        )  # fmt: skip
+        assert native_bf16("cuda:1") is expected, capability
+    assert seen == [torch.device("cuda:1")] * 2
 
 
-def test_cli_bf16_auto_on_and_off(monkeypatch, caplog):
+def test_cli_bf16_flags(monkeypatch, caplog, tmp_path):
     import argparse
 
     from mmspeech.training import cli, loop
 
-    parser = argparse.ArgumentParser()
-    cli._add_common(parser, steps=10, lr=1e-3)
-    assert parser.parse_args(["--train", "t.tsv"]).bf16 == "off"
-    assert parser.parse_args(["--train", "t.tsv", "--bf16"]).bf16 == "on"  # the old flag
-    assert parser.parse_args(["--train", "t.tsv", "--bf16", "auto"]).bf16 == "auto"
+    def parse(*flags: str) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("checkpoint")
+        cli._add_common(parser, steps=10, lr=1e-3)
+        return parser.parse_args(["--train", "t.tsv", *flags])
+
+    # a flag, so it never swallows the checkpoint that follows it
+    assert parse("--bf16", "./ckpt").checkpoint == "./ckpt"
+    with pytest.raises(SystemExit):
+        parse("--bf16", "--bf16-auto", "./ckpt")
     monkeypatch.setattr(loop, "_cpu_flags", lambda: {"avx2"})
-    assert cli._bf16("auto", "cpu") is False and cli._bf16("off", "cpu") is False
+    assert cli._bf16(parse("./ckpt")) is False
+    assert cli._bf16(parse("--bf16-auto", "./ckpt")) is False
     with caplog.at_level("WARNING", logger="mmspeech.training.cli"):
-        assert cli._bf16("on", "cpu") is True
+        assert cli._bf16(parse("--bf16", "./ckpt")) is True
     assert "no native bfloat16" in caplog.text
     monkeypatch.setattr(loop, "_cpu_flags", lambda: {"avx512_bf16"})
-    assert cli._bf16("auto", "cpu") is True
+    assert cli._bf16(parse("--bf16-auto", "./ckpt")) is True

@@ -127,8 +127,10 @@ def main() -> None:
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native_bf16())
-    print(f"bfloat16 autocast: {'on' if bf16 else 'off'}", flush=True)
+    native = native_bf16()
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native)
+    emulated = " (emulated on this CPU: slower)" if bf16 and not native else ""
+    print(f"bfloat16 autocast: {'on' if bf16 else 'off'}{emulated}", flush=True)
 
     train = read_manifest(args.corpus / "train.tsv")
     heldout = read_manifest(args.corpus / "eval.tsv")

@@ -62,9 +62,11 @@ def _add_common(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
                      help="seconds of audio per batch, padding included")  # fmt: skip
     run.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
     run.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    run.add_argument("--bf16", nargs="?", const="on", default="off", choices=("on", "off", "auto"),
-                     help="bfloat16 autocast; auto: only where the device computes bfloat16 "
-                     "natively (CPUs with AVX512-BF16 or AMX)")  # fmt: skip
+    precision = run.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    precision.add_argument("--bf16-auto", action="store_true",
+                           help="bfloat16 autocast only where the device computes it "
+                           "natively (CPUs with AVX512-BF16 or AMX, CUDA 8.0+)")  # fmt: skip
     run.add_argument("--augment", action="store_true",
                      help="vary each training waveform: speed 0.9-1.1, gain, noise")  # fmt: skip
     run.add_argument("--seed", type=int, default=0)
@@ -83,22 +85,26 @@ def _options(args: argparse.Namespace) -> Any:
     return TrainOptions(
         max_steps=args.steps, learning_rate=args.lr, warmup_steps=min(args.warmup, args.steps),
         weight_decay=args.weight_decay, batch_seconds=args.batch_seconds,
-        grad_accumulation=args.grad_accum, bf16=_bf16(args.bf16, args.device), seed=args.seed,
+        grad_accumulation=args.grad_accum, bf16=_bf16(args), seed=args.seed,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every if args.work_dir else 0,
         device=args.device, augment=Augmentation() if args.augment else None,
     )  # fmt: skip
 
 
-def _bf16(choice: str, device: str) -> bool:
+def _bf16(args: argparse.Namespace) -> bool:
     from mmspeech.training.loop import native_bf16
 
-    native = native_bf16(device)
-    if choice == "auto":
-        logger.info("bfloat16 autocast %s (%s)", "on" if native else "off", device)
+    if not (args.bf16 or args.bf16_auto):
+        return False
+    native = native_bf16(args.device)
+    if args.bf16_auto:
+        logger.info("bfloat16 autocast %s on %s", "on" if native else "off", args.device)
         return native
-    if choice == "on" and not native:
-        logger.warning("%s has no native bfloat16: autocast may be slower, not faster.", device)
-    return choice == "on"
+    if not native:
+        logger.warning(
+            "%s has no native bfloat16: autocast may be slower, not faster.", args.device
+        )
+    return True
 
 
 def _data(args: argparse.Namespace, require_text: bool = True) -> tuple[list[Any], list[Any]]:
