@@ -34,8 +34,8 @@ from mmspeech.training import (
     build_vocab,
     init_weights,
     load_waveforms,
-    native_bf16,
     read_manifest,
+    resolve_bf16,
     train_adapter,
     train_ctc,
     train_lid,
@@ -127,10 +127,8 @@ def main() -> None:
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    native = native_bf16()
-    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native)
-    emulated = " (emulated on this CPU: slower)" if bf16 and not native else ""
-    print(f"bfloat16 autocast: {'on' if bf16 else 'off'}{emulated}", flush=True)
+    bf16 = resolve_bf16(args.bf16)  # warns when "on" would be emulated
+    print(f"bfloat16 autocast: {'on' if bf16 else 'off'}", flush=True)
 
     train = read_manifest(args.corpus / "train.tsv")
     heldout = read_manifest(args.corpus / "eval.tsv")

@@ -17,7 +17,7 @@ from mmspeech.training.data import (
     read_manifest,
     split_heldout,
 )
-from mmspeech.training.loop import Progress, Task, Trainer, TrainOptions, native_bf16
+from mmspeech.training.loop import Progress, Task, Trainer, TrainOptions, native_bf16, resolve_bf16
 from mmspeech.training.recipes import (
     TrainResult,
     build_lid_model,
@@ -51,6 +51,7 @@ __all__ = [
     "native_bf16",
     "prepare_adapter_model",
     "read_manifest",
+    "resolve_bf16",
     "split_heldout",
     "train_adapter",
     "train_ctc",

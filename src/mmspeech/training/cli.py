@@ -92,19 +92,10 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _bf16(args: argparse.Namespace) -> bool:
-    from mmspeech.training.loop import native_bf16
+    from mmspeech.training.loop import resolve_bf16
 
-    if not (args.bf16 or args.bf16_auto):
-        return False
-    native = native_bf16(args.device)
-    if args.bf16_auto:
-        logger.info("bfloat16 autocast %s on %s", "on" if native else "off", args.device)
-        return native
-    if not native:
-        logger.warning(
-            "%s has no native bfloat16: autocast may be slower, not faster.", args.device
-        )
-    return True
+    mode = "auto" if args.bf16_auto else "on" if args.bf16 else "off"
+    return resolve_bf16(mode, args.device)
 
 
 def _data(args: argparse.Namespace, require_text: bool = True) -> tuple[list[Any], list[Any]]:

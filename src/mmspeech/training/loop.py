@@ -45,6 +45,20 @@ def native_bf16(device: str = "cpu") -> bool:
     return target.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
 
 
+def resolve_bf16(mode: str, device: str = "cpu") -> bool:
+    """Whether to autocast in bfloat16 for ``mode`` ``"on"``, ``"off"`` or ``"auto"`` (on only
+    where :func:`native_bf16`); ``"on"`` where bfloat16 would be emulated logs a warning."""
+    if mode == "off":
+        return False
+    native = native_bf16(device)
+    if mode == "auto":
+        logger.info("bfloat16 autocast %s on %s", "on" if native else "off", device)
+        return native
+    if not native:
+        logger.warning("%s has no native bfloat16: autocast may be slower, not faster.", device)
+    return True
+
+
 def _cpu_flags() -> set[str]:
     try:
         return set(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split())
