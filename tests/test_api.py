@@ -146,9 +146,9 @@ def test_one_call_forms_cache_models(mms_dir):
     first = mmspeech.transcribe(speech(0.5, 3), "eng", model=mms_dir, device="cpu")
     from mmspeech.api import calls
 
-    assert len(calls._CACHE) == 1
+    assert calls.cached_models() == 1
     again = mmspeech.transcribe(speech(0.5, 3), "eng", model=mms_dir, device="cpu")
-    assert len(calls._CACHE) == 1 and again.text == first.text
+    assert calls.cached_models() == 1 and again.text == first.text
     with pytest.raises(ConfigError, match="Unknown option"):
         mmspeech.transcribe(speech(0.5, 3), "eng", model=mms_dir, windw_s=3)
     mmspeech.api.clear_cache()

@@ -66,6 +66,7 @@ _EXPORTS = {
         "TranslateOptions",
     ),
     "mmspeech.audio": ("load_audio",),
+    "mmspeech.checkpoints.options": ("LoadOptions",),
     "mmspeech.errors": (
         "MmspeechError",
         "AudioError",
@@ -126,6 +127,7 @@ if TYPE_CHECKING:
         AutoProcessor,
         AutoTokenizer,
     )
+    from mmspeech.checkpoints.options import LoadOptions
     from mmspeech.errors import (
         AudioError,
         CheckpointError,

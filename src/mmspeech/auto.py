@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from mmspeech.checkpoints.options import HUB_FIELDS
 from mmspeech.checkpoints.resolve import ModelFiles, resolve
 from mmspeech.errors import CheckpointError
 from mmspeech.models.pretrained import PretrainedModel
@@ -30,7 +31,7 @@ from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 from mmspeech.processing.processor import Wav2Vec2Processor, load_tokenizer
 from mmspeech.processing.text_tokenizer import TextTokenizer, has_text_tokenizer
 
-HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")
+HUB_KWARGS = HUB_FIELDS  # the hub settings, as keywords (pipelines.py reads this name)
 
 # task -> model_type -> class
 CONFIG_CLASSES: dict[str, type[Any]] = {

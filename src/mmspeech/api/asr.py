@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import torch
 from mmspeech.api.longform import Piece, batched, cut_segments, iter_emissions
 from mmspeech.api.options import DEFAULT_ASR_MODEL, SAMPLE_RATE, TranscribeOptions
 from mmspeech.api.source import AudioSource, open_audio
+from mmspeech.checkpoints.options import LoadOptions, load_options, local_only
 from mmspeech.ctc.align import forced_align
 from mmspeech.ctc.decode import TokenSpan, greedy_spans, spans_to_words
 from mmspeech.errors import CheckpointNotFoundError, ConfigError, LanguageError
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from mmspeech.processing.processor import Wav2Vec2Processor
 
 logger = logging.getLogger(__name__)
+
+LIDProvider = Callable[[str], "LIDModel"]  # LID checkpoint reference -> a loaded LIDModel
 
 
 class ASRModel:
@@ -45,13 +49,24 @@ class ASRModel:
         processor: Wav2Vec2Processor,
         *,
         ref: str = "",
-        hub_kwargs: dict[str, Any] | None = None,
+        load: LoadOptions | None = None,
+        lid: LIDProvider | None = None,
     ):
+        """
+        Args:
+            model, processor: a CTC model and its processor.
+            ref: what the model was loaded from (for messages).
+            load: how it was loaded; a language-ID model it needs is loaded the same way.
+            lid: where language ID comes from when no language is given: a function from a
+                checkpoint reference (``TranscribeOptions.lid_model``) to a :class:`LIDModel`.
+                None: loaded on first use and kept by this object.
+        """
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.ref = ref
-        self.hub_kwargs = dict(hub_kwargs or {})
+        self.load = load or LoadOptions()
+        self.lid_provider: LIDProvider = lid or _OwnLIDModels(self)
         self.samples_per_frame = int(model.config.inputs_to_logits_ratio)
         self.seconds_per_frame = self.samples_per_frame / SAMPLE_RATE
         self._min_samples = _receptive_field(model)
@@ -127,9 +142,7 @@ class ASRModel:
                 "transcribe without a language."
             )
         if lid is None:
-            from mmspeech.api.calls import cached_lid
-
-            lid = cached_lid(options.lid_model, self.model.device, None, self.hub_kwargs)
+            lid = self.lid_provider(options.lid_model)
         mapping = _lid_to_asr(lid.languages, self.languages)
         if not mapping:
             raise LanguageError(
@@ -442,58 +455,62 @@ def _receptive_field(model: Any) -> int:
     return int(receptive_field(model.config))
 
 
+class _OwnLIDModels:
+    """The default LID provider: loads each LID checkpoint once, on the ASR model's device and
+    with its load settings, and keeps it with the ASR model (not process-wide)."""
+
+    def __init__(self, asr: ASRModel):
+        self._asr = asr
+        self._models: dict[str, LIDModel] = {}
+
+    def __call__(self, ref: str) -> LIDModel:
+        if ref not in self._models:
+            from mmspeech.api.lid import load_lid
+
+            load = replace(self._asr.load, device=str(self._asr.model.device))
+            self._models[ref] = load_lid(ref, options=load)
+        return self._models[ref]
+
+
 def load_asr(
-    ref: str | os.PathLike[str] = "facebook/mms-1b-all",
+    ref: str | os.PathLike[str] = DEFAULT_ASR_MODEL,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    **hub_kwargs: Any,
+    *,
+    options: LoadOptions | None = None,
+    lid: LIDProvider | None = None,
+    **load_kwargs: Any,
 ) -> ASRModel:
     """Load a CTC checkpoint (directory or hub id) and its processor.
 
     Args:
-        ref: e.g. ``facebook/mms-1b-all`` or a local directory.
+        ref: e.g. ``facebook/mms-1b-all``, ``demo`` or a local directory.
         device: ``"cpu"``, ``"cuda"``…; None picks CUDA when available.
         dtype: parameter dtype (``"float16"``, ``torch.bfloat16``…); None is float32.
-        **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+        options: all load settings in one object (the keywords override its fields).
+        lid: see :class:`ASRModel`.
+        **load_kwargs: other :class:`LoadOptions` fields: ``compute_type``, ``revision``,
+            ``cache_dir``, ``token``, ``local_files_only``.
 
     When the default ``facebook/mms-1b-all`` is neither cached nor downloadable (offline), the
     bundled mmspeech-demo checkpoint is used instead, with a warning (see ``mmspeech.demo``).
     """
     from mmspeech.demo import offline_fallback
 
+    load = load_options(options, device=device, dtype=dtype, **load_kwargs)
+    load = replace(load, device=str(load.torch_device()))
     try:
-        return _load_asr(ref, device, dtype, hub_kwargs)
+        return _load_asr(ref, load, lid)
     except CheckpointNotFoundError as error:
         demo = offline_fallback(ref, DEFAULT_ASR_MODEL, "asr", error)
-    return _load_asr(demo, device, dtype, {})
+    return _load_asr(demo, local_only(load), lid)
 
 
-def _load_asr(
-    ref: str | os.PathLike[str],
-    device: str | torch.device | None,
-    dtype: str | torch.dtype | None,
-    hub_kwargs: dict[str, Any],
-) -> ASRModel:
+def _load_asr(ref: str | os.PathLike[str], load: LoadOptions, lid: LIDProvider | None) -> ASRModel:
     from mmspeech.auto import AutoModelForCTC
     from mmspeech.processing.processor import Wav2Vec2Processor
 
-    device = pick_device(device)
-    processor = Wav2Vec2Processor.from_pretrained(ref, **hub_kwargs)
+    processor = Wav2Vec2Processor.from_pretrained(ref, **load.hub)
     target = processor.tokenizer.target_lang if processor.tokenizer.languages else None
-    model = AutoModelForCTC.from_pretrained(
-        ref, target_lang=target, ignore_mismatched_sizes=target is not None, dtype=dtype,
-        device=device, **hub_kwargs,
-    )  # fmt: skip
-    return ASRModel(model, processor, ref=str(ref), hub_kwargs=hub_kwargs)
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a torch.device; None means CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(
-            f"Unknown device {device!r}; expected e.g. 'cpu', 'cuda', 'cuda:1'."
-        ) from exc
+    model = AutoModelForCTC.from_pretrained(ref, target_lang=target, load_options=load)
+    return ASRModel(model, processor, ref=str(ref), load=load, lid=lid)

@@ -1,11 +1,14 @@
 """One-call forms: ``transcribe``, ``identify``, ``synthesize``, ``align``, ``translate``.
 
-Each loads its model once per ``(ref, device, dtype)`` and keeps it for the next call
+Each loads its model once per reference and load settings (device, dtype, compute type, hub
+settings: :class:`~mmspeech.checkpoints.options.LoadOptions`, given as ``load=`` or as the
+``device``/``dtype``/``compute_type`` keywords) and keeps it for the next call
 (:func:`clear_cache` frees them).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from mmspeech.api.options import (
     TranslateOptions,
     with_overrides,
 )
+from mmspeech.checkpoints.options import LoadOptions, load_options
 from mmspeech.results import Alignment, LanguageScores, Synthesis, Transcription
 
 if TYPE_CHECKING:
@@ -40,22 +44,19 @@ _CACHE: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.Lock()
 
 
-def _cached(
-    kind: str,
-    loader: Callable[..., ModelT],
-    ref: Ref,
-    device: Any,
-    dtype: Any,
-    hub_kwargs: dict[str, Any],
-) -> ModelT:
-    from mmspeech.api.asr import pick_device
-
-    key = (kind, str(ref), str(pick_device(device)), str(dtype), tuple(sorted(hub_kwargs.items())))
+def _cached(kind: str, loader: Callable[..., ModelT], ref: Ref, load: LoadOptions) -> ModelT:
+    key = (kind, str(ref), *load.cache_key())
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = loader(ref, device=device, dtype=dtype, **hub_kwargs)
+            _CACHE[key] = loader(ref, options=load)
         model: ModelT = _CACHE[key]
         return model
+
+
+def _load(
+    load: LoadOptions | None, device: Any, dtype: Any, compute_type: str | None
+) -> LoadOptions:
+    return load_options(load, device=device, dtype=dtype, compute_type=compute_type)
 
 
 def clear_cache() -> None:
@@ -64,30 +65,40 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def cached_asr(ref: Ref, device: Any = None, dtype: Any = None, hub: Any = None) -> ASRModel:
+def cached_models() -> int:
+    """How many models the one-call forms hold now."""
+    with _LOCK:
+        return len(_CACHE)
+
+
+def cached_asr(ref: Ref, load: LoadOptions | None = None) -> ASRModel:
+    """The ASR model of the one-call forms (language ID models come from the same cache)."""
     from mmspeech.api.asr import load_asr
 
-    return _cached("asr", load_asr, ref, device, dtype, dict(hub or {}))
+    load = load or LoadOptions()
+
+    def lid(lid_ref: str) -> LIDModel:
+        return cached_lid(lid_ref, load)
+
+    return _cached("asr", functools.partial(load_asr, lid=lid), ref, load)
 
 
-def cached_lid(ref: Ref, device: Any = None, dtype: Any = None, hub: Any = None) -> LIDModel:
+def cached_lid(ref: Ref, load: LoadOptions | None = None) -> LIDModel:
     from mmspeech.api.lid import load_lid
 
-    return _cached("lid", load_lid, ref, device, dtype, dict(hub or {}))
+    return _cached("lid", load_lid, ref, load or LoadOptions())
 
 
-def cached_tts(ref: Ref, device: Any = None, dtype: Any = None, hub: Any = None) -> TTSModel:
+def cached_tts(ref: Ref, load: LoadOptions | None = None) -> TTSModel:
     from mmspeech.api.tts import load_tts
 
-    return _cached("tts", load_tts, ref, device, dtype, dict(hub or {}))
+    return _cached("tts", load_tts, ref, load or LoadOptions())
 
 
-def cached_speech2text(
-    ref: Ref, device: Any = None, dtype: Any = None, hub: Any = None
-) -> Speech2TextModel:
+def cached_speech2text(ref: Ref, load: LoadOptions | None = None) -> Speech2TextModel:
     from mmspeech.api.speech2text import load_speech2text
 
-    return _cached("s2t", load_speech2text, ref, device, dtype, dict(hub or {}))
+    return _cached("s2t", load_speech2text, ref, load or LoadOptions())
 
 
 def transcribe(
@@ -98,6 +109,8 @@ def transcribe(
     word_timestamps: bool = False,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    compute_type: str | None = None,
+    load: LoadOptions | None = None,
     options: TranscribeOptions | None = None,
     **option_overrides: Any,
 ) -> Transcription:
@@ -106,7 +119,7 @@ def transcribe(
     ``option_overrides`` are :class:`TranscribeOptions` fields, e.g. ``vad=True``.
     """
     options = with_overrides(options or TranscribeOptions(), **option_overrides)
-    asr = cached_asr(model, device, dtype)
+    asr = cached_asr(model, _load(load, device, dtype, compute_type))
     return asr.transcribe(audio, language, word_timestamps=word_timestamps, options=options)
 
 
@@ -117,10 +130,12 @@ def identify(
     top_k: int | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    compute_type: str | None = None,
+    load: LoadOptions | None = None,
     options: IdentifyOptions | None = None,
 ) -> LanguageScores:
     """The most probable languages of one input (see :meth:`LIDModel.identify`)."""
-    lid = cached_lid(model, device, dtype)
+    lid = cached_lid(model, _load(load, device, dtype, compute_type))
     return lid.identify(audio, top_k=top_k, options=options)
 
 
@@ -130,12 +145,16 @@ def synthesize(
     model: Ref = DEFAULT_TTS_MODEL,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    compute_type: str | None = None,
+    load: LoadOptions | None = None,
     options: SynthesisOptions | None = None,
     **option_overrides: Any,
 ) -> Synthesis:
     """Speak ``text`` of any length (see :meth:`TTSModel.synthesize`); e.g. ``seed=555``."""
     options = with_overrides(options or SynthesisOptions(), **option_overrides)
-    return cached_tts(model, device, dtype).synthesize(text, options=options)
+    return cached_tts(model, _load(load, device, dtype, compute_type)).synthesize(
+        text, options=options
+    )
 
 
 def align(
@@ -146,13 +165,19 @@ def align(
     model: Ref | ASRModel = DEFAULT_ASR_MODEL,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    compute_type: str | None = None,
+    load: LoadOptions | None = None,
     options: AlignOptions | None = None,
 ) -> Alignment:
     """Place every word (and character) of ``transcript`` in ``audio`` (see :func:`align_words`)."""
     from mmspeech.api.align import align_words
     from mmspeech.api.asr import ASRModel
 
-    asr = model if isinstance(model, ASRModel) else cached_asr(model, device, dtype)
+    asr = (
+        model
+        if isinstance(model, ASRModel)
+        else cached_asr(model, _load(load, device, dtype, compute_type))
+    )
     return align_words(asr, audio, transcript, language, options)
 
 
@@ -164,10 +189,12 @@ def translate(
     max_new_tokens: int | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    compute_type: str | None = None,
+    load: LoadOptions | None = None,
     options: TranslateOptions | None = None,
 ) -> Transcription:
     """Speech to text with a speech encoder-decoder (see :meth:`Speech2TextModel.translate`)."""
-    s2t = cached_speech2text(model, device, dtype)
+    s2t = cached_speech2text(model, _load(load, device, dtype, compute_type))
     options = with_overrides(
         options or TranslateOptions(), num_beams=num_beams, max_new_tokens=max_new_tokens
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mmspeech.api.options import DEFAULT_LID_MODEL, SAMPLE_RATE, IdentifyOptions
 from mmspeech.api.source import open_audio
+from mmspeech.checkpoints.options import LoadOptions, load_options, local_only
 from mmspeech.errors import CheckpointNotFoundError, LanguageError
 from mmspeech.results import LanguageScore, LanguageScores
 
@@ -112,43 +114,41 @@ class LIDModel:
 
 
 def load_lid(
-    ref: str | os.PathLike[str] = "facebook/mms-lid-126",
+    ref: str | os.PathLike[str] = DEFAULT_LID_MODEL,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    **hub_kwargs: Any,
+    *,
+    options: LoadOptions | None = None,
+    **load_kwargs: Any,
 ) -> LIDModel:
     """Load a language-ID checkpoint (directory or hub id).
 
     Args:
-        ref: e.g. ``facebook/mms-lid-126`` … ``facebook/mms-lid-4017`` or a local directory.
+        ref: e.g. ``facebook/mms-lid-126`` … ``facebook/mms-lid-4017``, ``demo-lid`` or a
+            local directory.
         device: None picks CUDA when available.
         dtype: parameter dtype; None is float32.
-        **hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only``.
+        options: all load settings in one object (the keywords override its fields).
+        **load_kwargs: other :class:`LoadOptions` fields (``compute_type``, hub settings).
 
     When the default ``facebook/mms-lid-126`` is neither cached nor downloadable (offline), the
     bundled mmspeech-demo LID checkpoint is used instead, with a warning (see ``mmspeech.demo``).
     """
     from mmspeech.demo import offline_fallback
 
+    load = load_options(options, device=device, dtype=dtype, **load_kwargs)
+    load = replace(load, device=str(load.torch_device()))
     try:
-        return _load_lid(ref, device, dtype, hub_kwargs)
+        return _load_lid(ref, load)
     except CheckpointNotFoundError as error:
         demo = offline_fallback(ref, DEFAULT_LID_MODEL, "lid", error)
-    return _load_lid(demo, device, dtype, {})
+    return _load_lid(demo, local_only(load))
 
 
-def _load_lid(
-    ref: str | os.PathLike[str],
-    device: str | torch.device | None,
-    dtype: str | torch.dtype | None,
-    hub_kwargs: dict[str, Any],
-) -> LIDModel:
-    from mmspeech.api.asr import pick_device
+def _load_lid(ref: str | os.PathLike[str], load: LoadOptions) -> LIDModel:
     from mmspeech.auto import AutoModelForAudioClassification
     from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 
-    model = AutoModelForAudioClassification.from_pretrained(
-        ref, dtype=dtype, device=pick_device(device), **hub_kwargs
-    )
-    extractor = Wav2Vec2FeatureExtractor.from_pretrained(ref, **hub_kwargs)
+    model = AutoModelForAudioClassification.from_pretrained(ref, load_options=load)
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(ref, **load.hub)
     return LIDModel(model, extractor, ref=str(ref))

@@ -9,13 +9,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mmspeech.api.longform import batched
-from mmspeech.api.options import SAMPLE_RATE, TranslateOptions, with_overrides
+from mmspeech.api.options import (
+    DEFAULT_SPEECH2TEXT_MODEL,
+    SAMPLE_RATE,
+    TranslateOptions,
+    with_overrides,
+)
 from mmspeech.api.source import open_audio
+from mmspeech.checkpoints.options import LoadOptions, load_options
 from mmspeech.errors import CheckpointNotFoundError
 from mmspeech.results import Segment, Transcription
 
@@ -113,22 +120,27 @@ def text_decoder(files: Any, special_ids: set[int], **hub_kwargs: Any) -> Decode
 
 
 def load_speech2text(
-    ref: str | os.PathLike[str],
+    ref: str | os.PathLike[str] = DEFAULT_SPEECH2TEXT_MODEL,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    **hub_kwargs: Any,
+    *,
+    options: LoadOptions | None = None,
+    **load_kwargs: Any,
 ) -> Speech2TextModel:
     """Load a combined speech encoder-decoder checkpoint (e.g.
-    ``facebook/wav2vec2-xls-r-300m-en-to-15``) with its feature extractor and tokenizer files."""
-    from mmspeech.api.asr import pick_device
+    ``facebook/wav2vec2-xls-r-300m-en-to-15``) with its feature extractor and tokenizer files.
+
+    ``options`` / ``load_kwargs``: :class:`LoadOptions` (``compute_type``, hub settings), as
+    for :func:`load_asr`.
+    """
     from mmspeech.checkpoints.resolve import resolve
     from mmspeech.models.speech_encoder_decoder import SpeechEncoderDecoderModel
     from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 
-    model = SpeechEncoderDecoderModel.from_pretrained(
-        ref, dtype=dtype, device=pick_device(device), **hub_kwargs
-    )
-    extractor = Wav2Vec2FeatureExtractor.from_pretrained(ref, **hub_kwargs)
+    load = load_options(options, device=device, dtype=dtype, **load_kwargs)
+    load = replace(load, device=str(load.torch_device()))
+    model = SpeechEncoderDecoderModel.from_pretrained(ref, load_options=load)
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(ref, **load.hub)
     config = model.config
     specials = {config.pad_token_id, config.decoder_start_token_id}
     eos = config.eos_token_id
@@ -139,5 +151,5 @@ def load_speech2text(
         if isinstance(value, int):
             specials.add(value)
     ids = {i for i in specials if isinstance(i, int)}
-    decode = text_decoder(resolve(ref, **hub_kwargs), ids, **hub_kwargs)
+    decode = text_decoder(resolve(ref, **load.hub), ids, **load.hub)
     return Speech2TextModel(model, extractor, decode, ref=str(ref))

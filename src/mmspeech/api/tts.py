@@ -6,13 +6,15 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from mmspeech.api.longform import batched
-from mmspeech.api.options import SynthesisOptions, with_overrides
+from mmspeech.api.options import DEFAULT_TTS_MODEL, SynthesisOptions, with_overrides
+from mmspeech.checkpoints.options import LoadOptions, load_options
 from mmspeech.errors import EmptyTextError
 from mmspeech.results import Synthesis
 
@@ -142,15 +144,22 @@ class TTSModel:
 
 
 def load_tts(
-    ref: str | os.PathLike[str] = "facebook/mms-tts-eng",
+    ref: str | os.PathLike[str] = DEFAULT_TTS_MODEL,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    **hub_kwargs: Any,
+    *,
+    options: LoadOptions | None = None,
+    **load_kwargs: Any,
 ) -> TTSModel:
-    """Load an MMS-TTS (VITS) checkpoint, e.g. ``facebook/mms-tts-<iso639-3>``."""
-    from mmspeech.api.asr import pick_device
+    """Load an MMS-TTS (VITS) checkpoint, e.g. ``facebook/mms-tts-<iso639-3>``.
+
+    ``options`` / ``load_kwargs``: :class:`LoadOptions` (``compute_type``, hub settings), as
+    for :func:`load_asr`.
+    """
     from mmspeech.models.vits import VitsModel
     from mmspeech.processing.vits_tokenizer import VitsTokenizer
 
-    model = VitsModel.from_pretrained(ref, dtype=dtype, device=pick_device(device), **hub_kwargs)
-    return TTSModel(model, VitsTokenizer.from_pretrained(ref, **hub_kwargs), ref=str(ref))
+    load = load_options(options, device=device, dtype=dtype, **load_kwargs)
+    load = replace(load, device=str(load.torch_device()))
+    model = VitsModel.from_pretrained(ref, load_options=load)
+    return TTSModel(model, VitsTokenizer.from_pretrained(ref, **load.hub), ref=str(ref))

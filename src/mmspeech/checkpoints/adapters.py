@@ -44,7 +44,7 @@ def _adapter_state(model: PretrainedModel) -> dict[str, torch.Tensor]:
 
 
 def _source(model: PretrainedModel) -> ModelFiles:
-    files = getattr(model, "_source", None)
+    files = model.source
     if isinstance(files, ModelFiles):
         return files
     name = model.config.name_or_path

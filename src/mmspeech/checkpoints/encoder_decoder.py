@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmspeech.checkpoints.loading import _init_fresh, _resolve_dtype, read_config
+from mmspeech.checkpoints.compute import resolve_compute_type
+from mmspeech.checkpoints.loading import _init_fresh, finish_load, read_config
+from mmspeech.checkpoints.options import HUB_FIELDS, load_options
 from mmspeech.checkpoints.resolve import resolve
 from mmspeech.checkpoints.weights import read_state_dict
 from mmspeech.errors import CheckpointError, ConfigError
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
     from mmspeech.models.wav2vec2.model import HubertModel, Wav2Vec2Model
 
 logger = logging.getLogger(__name__)
-
-HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only")
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def _load_encoder(ref: str | os.PathLike[str] | None, kwargs: dict[str, Any]) ->
             "encoder_config is not supported; pass the fields to change as "
             "encoder_<field>=value (e.g. encoder_add_adapter=True)."
         )
-    files = resolve(ref, **{k: kwargs[k] for k in HUB_KWARGS if k in kwargs})
+    files = resolve(ref, **{k: kwargs[k] for k in HUB_FIELDS if k in kwargs})
     data = files.read_json("config.json") or {}
     model_type = data.get("model_type")
     if model_type not in CONFIG_CLASSES:
@@ -216,7 +216,7 @@ def _load_decoder(
         return model, []
     if ref is None:
         raise ConfigError("Give a decoder checkpoint (decoder_ref) or decoder_model=<module>.")
-    files = resolve(ref, **{k: kwargs.pop(k) for k in HUB_KWARGS if k in kwargs})
+    files = resolve(ref, **{k: kwargs.pop(k) for k in HUB_FIELDS if k in kwargs})
     data = files.read_json("config.json") or {}
     model_type = data.get("model_type")
     config_class = DECODER_CONFIGS.get(str(model_type))
@@ -248,6 +248,7 @@ def load_encoder_decoder(
     *,
     dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
+    compute_type: str | None = None,
     **kwargs: Any,
 ) -> SpeechEncoderDecoderModel:
     """A speech encoder-decoder from two pretrained checkpoints; see
@@ -276,6 +277,7 @@ def load_encoder_decoder(
             f" and {len(new_keys) - 20} more" if len(new_keys) > 20 else "",
         )
     model.newly_initialized_keys = new_keys
-    model.eval()
-    model.to(dtype=_resolve_dtype(dtype), device=device or "cpu")
+    load = load_options(device=device, dtype=dtype, compute_type=compute_type)
+    target = load.torch_device(default="cpu")
+    finish_load(model, target, resolve_compute_type(compute_type, target), load.dtype)
     return model

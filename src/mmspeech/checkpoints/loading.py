@@ -7,6 +7,7 @@ missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -19,6 +20,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 from torch import nn
 
+from mmspeech.checkpoints.compute import (
+    apply_compute_type,
+    check_stored_compute_type,
+    is_int8,
+    quantize_linears,
+    resolve_compute_type,
+    stored_compute_type,
+)
+from mmspeech.checkpoints.options import LOAD_FIELDS, LoadOptions
 from mmspeech.checkpoints.resolve import ModelFiles, resolve
 from mmspeech.checkpoints.weights import (
     WEIGHT_NORM_SUFFIXES,
@@ -252,26 +262,64 @@ def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     return dtype
 
 
+def check_config_overrides(config_class: type[Any], overrides: dict[str, Any]) -> None:
+    """Keyword arguments meant as config fields must be fields of ``config_class``.
+
+    Raises:
+        TypeError: a keyword that is neither a load setting nor a config field (the reference
+            raises TypeError for an unexpected keyword too).
+    """
+    known = {f.name for f in dataclasses.fields(config_class)} - {"extra"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}: neither load "
+            f"settings ({', '.join(LOAD_FIELDS)}) nor fields of {config_class.__name__}"
+        )
+
+
 def load_model(
     cls: type[ModelT],
     ref: str | os.PathLike[str],
     *,
     target_lang: str | None = None,
     ignore_mismatched_sizes: bool = False,
-    dtype: torch.dtype | str | None = None,
-    device: torch.device | str | None = None,
-    hub_kwargs: dict[str, Any] | None = None,
+    load: LoadOptions | None = None,
     config_overrides: dict[str, Any] | None = None,
 ) -> ModelT:
     """Build ``cls`` from the checkpoint at ``ref`` (directory or hub id), weights strictly.
 
     The model is built on the meta device and the checkpoint tensors are assigned directly,
-    so no time or memory goes into a random initialisation that would be overwritten.
+    so no time or memory goes into a random initialisation that would be overwritten. Then it
+    moves to ``load.device`` and is converted to ``load.compute_type`` (or cast to
+    ``load.dtype``); with ``target_lang`` that language's adapter and head are loaded last.
     """
-    files = resolve(ref, **(hub_kwargs or {}))
-    config = read_config(files, cls.config_class, config_overrides or {})  # type: ignore[attr-defined]
+    load = load or LoadOptions()
+    config_overrides = config_overrides or {}
+    check_config_overrides(cls.config_class, config_overrides)  # type: ignore[attr-defined]
+    device = load.torch_device(default="cpu")  # the reference loads on the CPU by default
+    files = resolve(ref, **load.hub)
+    config = read_config(files, cls.config_class, config_overrides)  # type: ignore[attr-defined]
+    if target_lang is not None and getattr(config, "adapter_attn_dim", None) is None:
+        raise ConfigError(
+            f"target_lang={target_lang!r} was given, but {files.ref} has no language "
+            "adapters (adapter_attn_dim is not set in its config)."
+        )
+    # a converted checkpoint runs in its own type unless another is asked for
+    stored = stored_compute_type(config)
+    if load.compute_type is None and load.dtype is None and stored is not None:
+        try:
+            compute_type = resolve_compute_type(stored, device)
+        except ConfigError:  # e.g. float16 on a CPU: the nearest type this device runs
+            compute_type = "int8" if is_int8(stored) else "float32"
+            logger.info("%s is stored as %s; running it as %s", files.ref, stored, compute_type)
+    else:
+        compute_type = resolve_compute_type(load.compute_type, device)
     with torch.device("meta"):
         model = cls(config)
+    if stored is not None and is_int8(stored):
+        check_stored_compute_type(stored, compute_type, files.ref)
+        quantize_linears(model)  # the layout of the stored int8 tensors
     state = read_state_dict(files.weight_files())
     dropped, from_bare = adapt_keys(state, model)
     if dropped:
@@ -288,17 +336,24 @@ def load_model(
         fresh_heads_allowed=from_bare,
         source=str(files.ref),
     )
-    model._source = files  # type: ignore[assignment]  # where load_adapter finds adapter files
-    model.eval()
-    model.to(dtype=_resolve_dtype(dtype), device=device or "cpu")
+    model.source = files  # where load_adapter finds adapter files
+    finish_load(model, device, compute_type, load.dtype)
     if target_lang is not None:
-        if getattr(config, "adapter_attn_dim", None) is None:
-            raise ConfigError(
-                f"target_lang={target_lang!r} was given, but {files.ref} has no language "
-                "adapters (adapter_attn_dim is not set in its config)."
-            )
         model.load_adapter(target_lang)
     return model
+
+
+def finish_load(
+    model: PretrainedModel, device: torch.device, compute_type: str, dtype: str | None
+) -> None:
+    """Evaluation mode on ``device``, in ``compute_type`` (resolved), or cast to ``dtype``."""
+    model.eval()
+    model.to(device=device)
+    if compute_type == "float32":
+        model.to(dtype=_resolve_dtype(dtype))
+        model.compute_type = str(model.dtype).removeprefix("torch.")
+    else:
+        apply_compute_type(model, compute_type)
 
 
 def checkpoint_state(model: PretrainedModel) -> dict[str, torch.Tensor]:

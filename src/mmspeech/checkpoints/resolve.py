@@ -33,6 +33,8 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 PYTORCH_BIN = "pytorch_model.bin"
 PYTORCH_BIN_INDEX = "pytorch_model.bin.index.json"
 _HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")
+# short names of the checkpoints bundled with the package (mmspeech.demo) -> their kind
+DEMO_NAMES = {"demo": "asr", "demo-asr": "asr", "demo-lid": "lid"}
 _DEFAULT_PROBE_TIMEOUT = 10.0  # seconds, if huggingface_hub has no HF_HUB_ETAG_TIMEOUT (old ones)
 
 
@@ -309,7 +311,8 @@ def resolve(
     token: str | bool | None = None,
     local_files_only: bool = False,
 ) -> ModelFiles:
-    """Resolve a model reference: an existing directory, or else a hub id ``owner/name``.
+    """Resolve a model reference: an existing directory, a bundled checkpoint's short name
+    (``demo``, ``demo-lid``), or else a hub id ``owner/name``.
 
     Nothing is downloaded here: files are fetched when :class:`ModelFiles` is asked for them.
 
@@ -323,6 +326,10 @@ def resolve(
     path = Path(text).expanduser()
     if path.is_dir():
         return ModelFiles(ref=text, directory=path)
+    if text in DEMO_NAMES:  # the bundled checkpoints' short names (no such local directory)
+        from mmspeech.demo import demo_checkpoint
+
+        return ModelFiles(ref=text, directory=demo_checkpoint(DEMO_NAMES[text]))
     if path.exists():
         raise CheckpointNotFoundError(
             f"{text} is a file; a checkpoint is a directory holding config.json and the weights "

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from mmspeech.api.align import align_words
     from mmspeech.api.calls import cached_asr
 
-    asr = common.load_or_report(lambda: cached_asr(args.model, args.device, args.dtype))
+    asr = common.load_or_report(lambda: cached_asr(args.model, common.load_settings(args)))
     if asr is None:
         return 1
     options = AlignOptions(window_s=args.window, romanize=not args.no_romanize)

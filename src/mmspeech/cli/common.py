@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mmspeech.checkpoints.options import COMPUTE_TYPES, DTYPES, LoadOptions
 from mmspeech.errors import MmspeechError
 
 T = TypeVar("T")
@@ -18,7 +19,6 @@ AUDIO_SUFFIXES = {
     ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma", ".webm", ".mp4",
     ".mkv", ".aif", ".aiff", ".au",
 }  # fmt: skip
-DTYPES = ("float32", "float16", "bfloat16")
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
@@ -43,11 +43,27 @@ def add_parser(subparsers: Any, name: str, *, help: str, description: str, examp
 
 
 def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:
-    """``--model --device --dtype --quiet --verbose``."""
-    parser.add_argument("--model", default=default_model, help="checkpoint directory or hub id")
+    """``--model --device --dtype --compute-type --quiet --verbose``."""
+    parser.add_argument(
+        "--model", default=default_model, help="checkpoint directory, hub id, or demo / demo-lid"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1… (default: cuda if any)")
-    parser.add_argument("--dtype", default=None, choices=DTYPES, help="parameter dtype")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--dtype", default=None, choices=DTYPES, help="plain parameter cast")
+    group.add_argument(
+        "--compute-type",
+        default=None,
+        choices=COMPUTE_TYPES,
+        help="number format to run in: int8 (int8 matrix products), bfloat16, float16 (CUDA), "
+        "int8_bfloat16, float32, or auto (the fastest this device runs within the measured "
+        "accuracy bounds; see the README) (default: float32)",
+    )
     add_verbosity(parser)
+
+
+def load_settings(args: argparse.Namespace) -> LoadOptions:
+    """The load settings of ``--device --dtype --compute-type``."""
+    return LoadOptions(device=args.device, dtype=args.dtype, compute_type=args.compute_type)
 
 
 def add_verbosity(parser: argparse.ArgumentParser) -> None:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from mmspeech.api.calls import cached_lid
 
-    lid = common.load_or_report(lambda: cached_lid(args.model, args.device, args.dtype))
+    lid = common.load_or_report(lambda: cached_lid(args.model, common.load_settings(args)))
     if lid is None:
         return 1
     names = dict(common.batched_names(files))

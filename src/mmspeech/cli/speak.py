@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     except (MmspeechError, OSError) as exc:
         common.error(str(exc))
         return 1
-    tts = common.load_or_report(lambda: cached_tts(args.model, args.device, args.dtype))
+    tts = common.load_or_report(lambda: cached_tts(args.model, common.load_settings(args)))
     if tts is None:
         return 1
     try:

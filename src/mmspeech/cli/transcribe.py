@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from mmspeech.api.calls import cached_asr
 
-    asr = common.load_or_report(lambda: cached_asr(args.model, args.device, args.dtype))
+    asr = common.load_or_report(lambda: cached_asr(args.model, common.load_settings(args)))
     if asr is None:
         return 1
     if args.language is not None:  # a bad language fails once, before any audio is decoded

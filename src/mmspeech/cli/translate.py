@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from mmspeech.api.calls import cached_speech2text
 
-    model = common.load_or_report(lambda: cached_speech2text(args.model, args.device, args.dtype))
+    model = common.load_or_report(
+        lambda: cached_speech2text(args.model, common.load_settings(args))
+    )
     if model is None:
         return 1
     names = dict(common.batched_names(files))

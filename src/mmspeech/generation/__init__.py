@@ -22,7 +22,7 @@ __all__ = ["GenerationOptions", "generate", "options_for"]
 def options_for(model: Any, **overrides: Any) -> GenerationOptions:
     """The model's generation settings (``generation_config.json`` of its checkpoint, else its
     config), with ``overrides`` applied."""
-    source = getattr(model, "_source", None)
+    source = getattr(model, "source", None)
     generation_config = source.read_json("generation_config.json") if source else None
     defaults = model_defaults(model.config.to_dict(), generation_config)
     return defaults.updated(overrides)  # None is a value too: forced_eos_token_id=None disables

@@ -7,10 +7,14 @@ Models themselves know nothing about files: these methods delegate to :mod:`mmsp
 from __future__ import annotations
 
 import os
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from mmspeech.checkpoints.options import LoadOptions
+    from mmspeech.checkpoints.resolve import ModelFiles
 
 ModelT = TypeVar("ModelT", bound="PretrainedModel")
 
@@ -20,6 +24,9 @@ class PretrainedModel(nn.Module):
 
     config: Any
     base_prefix: str = ""  # attribute holding the bare encoder in task models ("wav2vec2", …)
+    # set by the loader: where the checkpoint's files are (adapters are read from there later)
+    source: ModelFiles | None = None
+    compute_type: str = "float32"  # set by the loader (mmspeech.checkpoints.compute)
 
     @classmethod
     def from_pretrained(
@@ -28,13 +35,8 @@ class PretrainedModel(nn.Module):
         *,
         target_lang: str | None = None,
         ignore_mismatched_sizes: bool = False,
-        dtype: torch.dtype | str | None = None,
-        device: torch.device | str | None = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        **config_overrides: Any,
+        load_options: LoadOptions | None = None,
+        **kwargs: Any,
     ) -> ModelT:
         """Load a checkpoint directory or hub id (see :func:`mmspeech.checkpoints.load_model`).
 
@@ -43,28 +45,24 @@ class PretrainedModel(nn.Module):
             target_lang: MMS adapter language to load after the base (``"fra"``).
             ignore_mismatched_sizes: re-initialise weights whose shapes differ from the config
                 instead of failing.
-            dtype: parameter dtype (default float32); ``torch_dtype`` is accepted as an alias.
-            device: where to put the model (default CPU).
-            revision, cache_dir, token, local_files_only: hub download settings.
-            **config_overrides: config fields to change before building the model.
+            load_options: device, dtype, compute type and hub settings in one object.
+            **kwargs: the fields of :class:`~mmspeech.checkpoints.options.LoadOptions`
+                (``device``, ``dtype`` — ``torch_dtype`` is an alias —, ``compute_type``,
+                ``revision``, ``cache_dir``, ``token``, ``local_files_only``), and config fields
+                to change before building the model. Anything else is a ``TypeError``.
         """
         from mmspeech.checkpoints.loading import load_model
+        from mmspeech.checkpoints.options import split_load_kwargs
 
-        if "torch_dtype" in config_overrides:
-            dtype = config_overrides.pop("torch_dtype")
+        if "torch_dtype" in kwargs:
+            kwargs["dtype"] = kwargs.pop("torch_dtype")
+        load, config_overrides = split_load_kwargs(kwargs, load_options)
         return load_model(
             cls,
             ref,
             target_lang=target_lang,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
-            dtype=dtype,
-            device=device,
-            hub_kwargs={
-                "revision": revision,
-                "cache_dir": cache_dir,
-                "token": token,
-                "local_files_only": local_files_only,
-            },
+            load=load,
             config_overrides=config_overrides,
         )
 

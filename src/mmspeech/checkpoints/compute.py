@@ -1,0 +1,201 @@
+"""Compute types: the number format a loaded model runs in, chosen part by part.
+
+=================  ===============================================  =======================
+compute type       matrix products of the transformer blocks        everything else
+=================  ===============================================  =======================
+``float32``        float32                                          float32
+``bfloat16``       bfloat16                                         bfloat16 (*)
+``float16``        float16 (CUDA only)                              float16 (*)
+``int8``           int8 × int8 (:class:`mmspeech.nn.int8.Int8Linear`)  float32
+``int8_float32``   same as ``int8``                                 float32
+``int8_bfloat16``  int8 × int8                                      bfloat16 (*)
+``int8_float16``   int8 × int8 (CUDA only)                          float16 (*)
+=================  ===============================================  =======================
+
+(*) LayerNorm/GroupNorm statistics, softmax and log-softmax accumulate in float32 inside
+torch's kernels for half-precision inputs, and every task head returns float32 log-probs.
+What stays float in every type: MMS language adapters and output heads (small, swapped per
+language, so an adapter switch on a quantised base equals quantising after the switch),
+embeddings, the feature encoder's convolutions and the positional convolution.
+
+``auto`` picks, per device, the fastest type that meets the accuracy bounds measured by
+``benchmarks/precision.py`` (see the README): int8 on x86 CPUs with VNNI, else bfloat16 where
+the CPU computes it natively, else float32; float16 on CUDA GPUs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmspeech.checkpoints.options import COMPUTE_TYPES
+from mmspeech.errors import ConfigError
+from mmspeech.nn.int8 import Int8Linear
+
+logger = logging.getLogger(__name__)
+
+_FLOAT = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# module-name parts of the blocks whose linear layers int8 replaces (wav2vec2/HuBERT "layers",
+# BERT "layer", GPT-2 "h", BART "layers"); MMS adapters are left out (swapped per language)
+_BLOCK_PARTS = {"layers", "layer", "h"}
+_SKIPPED_PARTS = {"adapter_layer"}
+
+
+def activation_dtype(compute_type: str) -> torch.dtype:
+    """The float dtype activations flow in for a (resolved) compute type."""
+    return _FLOAT[compute_type.removeprefix("int8_")] if compute_type != "int8" else torch.float32
+
+
+def is_int8(compute_type: str) -> bool:
+    return compute_type.startswith("int8")
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_int8_dot() -> bool:
+    """Whether this CPU has int8 dot-product instructions (x86 VNNI / AMX, Arm dotprod)."""
+    flags = _cpu_flags()
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16, AMX, Arm BF16)."""
+    flags = _cpu_flags()
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_compute_type(compute_type: str | None, device: torch.device) -> str:
+    """The concrete compute type for ``device`` (``auto`` decided; unsupported ones refused).
+
+    Raises:
+        ConfigError: an unknown type, or one the device cannot run (float16 on a CPU).
+    """
+    if compute_type is None:
+        return "float32"
+    if compute_type not in COMPUTE_TYPES:
+        raise ConfigError(
+            f"Unknown compute type {compute_type!r}; expected one of: {', '.join(COMPUTE_TYPES)}."
+        )
+    if compute_type == "auto":
+        if device.type == "cuda":
+            major, _ = torch.cuda.get_device_capability(device)
+            return "float16" if major >= 7 else "float32"
+        if device.type == "cpu":
+            if cpu_has_int8_dot():
+                return "int8"
+            return "bfloat16" if cpu_has_bf16() else "float32"
+        return "float32"
+    if compute_type == "int8_float32":
+        return "int8"
+    half = compute_type.endswith("float16") and not compute_type.endswith("bfloat16")
+    if half and device.type != "cuda":
+        raise ConfigError(
+            f"compute type {compute_type!r} runs on CUDA GPUs only ({device.type} has no "
+            "fast float16); use bfloat16, int8 or int8_bfloat16 on a CPU."
+        )
+    return compute_type
+
+
+def quantize_linears(model: nn.Module) -> int:
+    """Replace the float linear layers of the transformer blocks by :class:`Int8Linear`.
+
+    GPT-2's ``Conv1D`` (a linear layer with its weight stored transposed) is converted too.
+
+    Returns:
+        The number of layers replaced.
+    """
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        parts = set(name.split("."))
+        if not parts & _BLOCK_PARTS or parts & _SKIPPED_PARTS:
+            continue
+        for child_name, child in list(module.named_children()):
+            linear = _as_linear(child)
+            if linear is not None:
+                setattr(module, child_name, Int8Linear.from_linear(linear))
+                replaced += 1
+    return replaced
+
+
+def _as_linear(module: nn.Module) -> nn.Linear | None:
+    if isinstance(module, nn.Linear):
+        return module
+    if type(module).__name__ == "Conv1D":  # GPT-2's linear layer, weight stored (in, out)
+        conv: Any = module
+        weight = conv.weight.detach()
+        linear = nn.Linear(weight.shape[0], weight.shape[1], device="meta")
+        linear.weight = nn.Parameter(weight.t(), requires_grad=False)
+        linear.bias = nn.Parameter(conv.bias.detach(), requires_grad=False)
+        return linear
+    return None
+
+
+def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
+    """Convert a loaded ``model`` (in place) to a resolved ``compute_type``.
+
+    Float tensors outside the int8 layers are cast to the type's activation dtype (so a
+    bfloat16 checkpoint asked for as ``int8`` runs its other parts in float32).
+    """
+    if is_int8(compute_type):
+        count = quantize_linears(model)
+        logger.info("int8: %d linear layers quantised", count)
+    dtype = activation_dtype(compute_type)
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            continue  # int8 weight, float32 scales and bias: its output takes x's dtype
+        for param in module.parameters(recurse=False):
+            if param.is_floating_point() and param.dtype != dtype:
+                param.data = param.data.to(dtype)
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer.is_floating_point() and buffer.dtype != dtype:
+                setattr(module, name, buffer.to(dtype))
+    model.compute_type = compute_type  # type: ignore[assignment]
+    return model
+
+
+# -- converted checkpoints (mmspeech convert) ----------------------------------------------------
+
+CONFIG_KEY = "mmspeech"  # config.json: {"mmspeech": {"compute_type": "int8", "version": "…"}}
+
+
+def stored_compute_type(config: object) -> str | None:
+    """The compute type a converted checkpoint was written in (None: a plain checkpoint)."""
+    block = getattr(config, "extra", {}).get(CONFIG_KEY)
+    if not isinstance(block, dict):
+        return None
+    value = block.get("compute_type")
+    if value is not None and value not in COMPUTE_TYPES:
+        raise ConfigError(
+            f"config.json says compute_type {value!r}, which this version of mmspeech does not "
+            f"know ({', '.join(COMPUTE_TYPES)}); upgrade mmspeech or convert the checkpoint again."
+        )
+    return value if isinstance(value, str) else None
+
+
+def check_stored_compute_type(stored: str, wanted: str, ref: str) -> None:
+    """An int8 checkpoint loads only as an int8 type: its float weights are gone.
+
+    Raises:
+        ConfigError: a float compute type asked of an int8 checkpoint.
+    """
+    if is_int8(stored) and not is_int8(wanted):
+        raise ConfigError(
+            f"{ref} was converted to int8: its original float weights are not in it, so it "
+            f"cannot run as {wanted}. Load it with compute_type int8 or int8_bfloat16 (or "
+            "int8_float16 on CUDA), or load the original checkpoint for a float type."
+        )

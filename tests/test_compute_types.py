@@ -1,0 +1,324 @@
+"""Compute types (int8, bfloat16, float16) and the load-settings object, on every family.
+
+Each reduced type is compared with float32 of the same checkpoint (our own models, which the
+parity tests hold to the reference): the bounds here are this suite's, the accuracy on real
+speech is measured by benchmarks/precision.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+import mmspeech
+from mmspeech import LoadOptions, Wav2Vec2ForCTC
+from mmspeech.checkpoints import compute
+from mmspeech.checkpoints.convert import convert_checkpoint
+from mmspeech.demo import demo_checkpoint
+from mmspeech.errors import ConfigError
+from mmspeech.models.speech_encoder_decoder import (
+    SpeechEncoderDecoderConfig,
+    SpeechEncoderDecoderModel,
+)
+from mmspeech.models.text_decoders import BartConfig, BertConfig, GPT2Config
+from mmspeech.models.vits import VitsConfig, VitsModel
+from mmspeech.models.wav2vec2 import Wav2Vec2Config
+from mmspeech.nn.int8 import Int8Linear, quantize_rows
+
+CPU_TYPES = ("int8", "int8_bfloat16", "bfloat16")
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(
+        torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), 0)
+    )
+
+
+def tone_speech(seconds: float = 1.5, seed: int = 0) -> np.ndarray:
+    """A deterministic speech-like waveform (voiced harmonics with a moving pitch)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    pitch = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / 16000
+    wave = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.5 + 0.5 * np.sin(5 * t))
+    return (wave + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# -- the int8 linear layer ------------------------------------------------------------------------
+
+
+def test_quantize_rows_is_symmetric_per_row():
+    x = torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0], [100.0, 3.0, -1.0]])
+    q, scale = quantize_rows(x)
+    assert q.dtype == torch.int8 and scale.shape == (3, 1)
+    assert q[0].tolist() == [64, -127, 32]  # 2.0 is the row's largest magnitude -> 127
+    assert q[1].tolist() == [0, 0, 0]
+    assert torch.allclose(q.float() * scale, x, atol=float(scale.max()) / 2 + 1e-6)
+
+
+def test_int8_linear_matches_the_formula_and_the_float_layer():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    layer = Int8Linear.from_linear(linear)
+    x = torch.randn(5, 7, 64)
+    q, x_scale = quantize_rows(x.reshape(-1, 64))
+    expected = (q.int() @ layer.weight.int().t()).float() * x_scale * layer.weight_scale
+    expected = (expected + linear.bias).reshape(5, 7, 48)
+    with torch.no_grad():
+        out = layer(x)
+        assert torch.allclose(out, expected, atol=1e-5)
+        assert cosine(out, linear(x)) > 0.9995
+        assert layer(x.bfloat16()).dtype == torch.bfloat16
+
+
+# -- load settings --------------------------------------------------------------------------------
+
+
+def test_unknown_or_conflicting_settings_are_clear_errors():
+    with pytest.raises(ConfigError, match=r"int4.*expected one of: auto, float32"):
+        LoadOptions(compute_type="int4")
+    with pytest.raises(ConfigError, match="disagree"):
+        LoadOptions(dtype="float16", compute_type="int8")
+    with pytest.raises(ConfigError, match="CUDA GPUs only"):
+        compute.resolve_compute_type("float16", torch.device("cpu"))
+    with pytest.raises(TypeError, match="bogus_option"):
+        Wav2Vec2ForCTC.from_pretrained(demo_checkpoint("asr"), bogus_option=3)
+    with pytest.raises(TypeError, match="computetype"):
+        mmspeech.load_lid("demo-lid", device="cpu", computetype="int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+            LoadOptions(device="cuda").torch_device()
+
+
+def test_auto_resolves_per_device(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
+    assert compute.resolve_compute_type("auto", cpu) == "int8"
+    monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert compute.resolve_compute_type("auto", cpu) == "bfloat16"
+    monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset({"avx2"}))
+    assert compute.resolve_compute_type("auto", cpu) == "float32"
+    assert compute.resolve_compute_type(None, cpu) == "float32"
+    assert compute.resolve_compute_type("int8_float32", cpu) == "int8"
+    if torch.cuda.is_available():
+        assert compute.resolve_compute_type("auto", torch.device("cuda")) == "float16"
+
+
+def test_short_names_load_the_bundled_checkpoints():
+    asr = mmspeech.load_asr("demo", device="cpu")
+    assert asr.ref == "demo" and "fra" in asr.languages
+    assert mmspeech.load_lid("demo-lid", device="cpu").languages
+
+
+# -- every family ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_float() -> Any:
+    return Wav2Vec2ForCTC.from_pretrained(demo_checkpoint("asr"), target_lang="fra")
+
+
+@pytest.mark.parametrize("compute_type", CPU_TYPES)
+def test_ctc_model_in_each_type_stays_close_to_float32(demo_float, compute_type):
+    model = Wav2Vec2ForCTC.from_pretrained(
+        demo_checkpoint("asr"), target_lang="fra", compute_type=compute_type
+    )
+    assert model.compute_type == compute_type
+    blocks = model.wav2vec2.encoder.layers
+    assert isinstance(blocks[0].feed_forward.intermediate_dense, Int8Linear) == (
+        compute_type.startswith("int8")
+    )
+    assert not isinstance(blocks[0].adapter_layer.linear_1, Int8Linear)  # adapters stay float
+    wave = torch.from_numpy(tone_speech())[None]
+    with torch.inference_mode():
+        reference = demo_float(wave).logits
+        logits = model(wave.to(model.dtype)).logits.float()
+    assert cosine(logits, reference) > 0.995
+    agreement = (logits.argmax(-1) == reference.argmax(-1)).float().mean()
+    assert agreement > 0.9
+
+
+def test_adapter_switch_on_a_quantised_base_equals_quantising_after_the_switch():
+    switched = Wav2Vec2ForCTC.from_pretrained(
+        demo_checkpoint("asr"), target_lang="eng", compute_type="int8"
+    )
+    switched.load_adapter("deu")
+    direct = Wav2Vec2ForCTC.from_pretrained(
+        demo_checkpoint("asr"), target_lang="deu", compute_type="int8"
+    )
+    wave = torch.from_numpy(tone_speech(seed=3))[None]
+    with torch.inference_mode():
+        assert torch.equal(switched(wave).logits, direct(wave).logits)
+
+
+def test_asr_api_transcribes_in_int8_like_float32():
+    wave = tone_speech(3.0, seed=1)
+    float32 = mmspeech.load_asr("demo", device="cpu")
+    int8 = mmspeech.load_asr("demo", device="cpu", compute_type="int8")
+    assert int8.model.compute_type == "int8"
+    a = float32.transcribe(wave, "eng").text
+    b = int8.transcribe(wave, "eng").text
+    assert a and _char_distance(a, b) <= max(2, len(a) // 10)
+    # the language-ID model of an int8 ASR model is loaded int8 too, and kept by it
+    scores = int8.detect_language(wave)
+    assert scores.language in int8.languages
+    lid = int8.lid_provider(mmspeech.TranscribeOptions().lid_model)
+    assert lid.model.compute_type == "int8" and int8.lid_provider(lid.ref) is not None
+    assert int8.lid_provider(mmspeech.TranscribeOptions().lid_model) is lid  # kept, not reloaded
+
+
+def _char_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+ENCODER = {k: v for k, v in TINY.items() if k not in ("classifier_proj_size", "vocab_size")}
+DECODERS = {
+    "bert": BertConfig(vocab_size=24, hidden_size=32, num_hidden_layers=2, intermediate_size=48,
+                       num_attention_heads=4, max_position_embeddings=64),
+    "gpt2": GPT2Config(vocab_size=24, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                       bos_token_id=0, eos_token_id=2),
+    "bart": BartConfig(vocab_size=24, d_model=32, decoder_layers=2, decoder_ffn_dim=48,
+                       decoder_attention_heads=4, max_position_embeddings=64, encoder_layers=2),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=sorted(DECODERS))
+def seq2seq_dir(request, tmp_path_factory) -> Path:
+    config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(
+        Wav2Vec2Config(**ENCODER), DECODERS[request.param],
+        decoder_start_token_id=0, pad_token_id=1, eos_token_id=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = SpeechEncoderDecoderModel(config)
+    directory = tmp_path_factory.mktemp(f"s2t-{request.param}")
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("compute_type", CPU_TYPES)
+def test_speech_encoder_decoder_in_each_type(seq2seq_dir, compute_type):
+    reference = SpeechEncoderDecoderModel.from_pretrained(seq2seq_dir)
+    model = SpeechEncoderDecoderModel.from_pretrained(seq2seq_dir, compute_type=compute_type)
+    if compute_type.startswith("int8"):
+        assert any(isinstance(m, Int8Linear) for m in model.decoder.modules())
+    wave = torch.from_numpy(tone_speech(1.0))[None]
+    labels = torch.tensor([[3, 4, 5, 6, 2]])
+    with torch.inference_mode():
+        expected = reference(wave, labels=labels).logits
+        logits = model(wave.to(model.dtype), labels=labels).logits.float()
+        ids = model.generate(wave.to(model.dtype), max_new_tokens=6, min_new_tokens=6)
+    assert cosine(logits, expected) > 0.99
+    assert ids.shape == (1, 7)  # decoder start + 6 tokens, with the KV cache in the type
+
+
+@pytest.fixture(scope="module")
+def vits_dir(tmp_path_factory) -> Path:
+    config = VitsConfig(
+        vocab_size=20, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, window_size=2,
+        ffn_dim=24, flow_size=8, spectrogram_bins=9, upsample_initial_channel=16,
+        upsample_rates=(4, 2), upsample_kernel_sizes=(8, 4), resblock_kernel_sizes=(3, 5),
+        resblock_dilation_sizes=((1, 3), (1, 2)), prior_encoder_num_flows=2,
+        prior_encoder_num_wavenet_layers=2, posterior_encoder_num_wavenet_layers=2,
+        duration_predictor_filter_channels=12, duration_predictor_num_flows=3,
+        depth_separable_num_layers=2, noise_scale=0.0, noise_scale_duration=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = VitsModel(config)
+    directory = tmp_path_factory.mktemp("vits")
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("compute_type", ["bfloat16", "int8"])
+def test_vits_in_each_type(vits_dir, compute_type):
+    reference = VitsModel.from_pretrained(vits_dir)
+    model = VitsModel.from_pretrained(vits_dir, compute_type=compute_type)
+    ids = torch.tensor([[1, 5, 3, 7, 2, 9, 4]])
+    with torch.inference_mode():
+        expected = reference(ids).waveform
+        waveform = model(ids).waveform.float()
+    assert waveform.shape == expected.shape  # the same durations
+    assert cosine(waveform, expected) > 0.98
+
+
+# -- converted checkpoints ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compute_type", ["int8", "bfloat16"])
+def test_convert_round_trip(tmp_path, demo_float, compute_type):
+    out = convert_checkpoint(demo_checkpoint("asr"), tmp_path / "out", compute_type)
+    assert sorted(p.name for p in out.glob("adapter.*")) == [
+        f"adapter.{lang}.safetensors" for lang in ("deu", "ell", "eng", "fra", "rus", "spa")
+    ]
+    assert (out / "vocab.json").is_file() and oct((out / "model.safetensors").stat().st_mode)[-3:]
+    loaded = Wav2Vec2ForCTC.from_pretrained(out, target_lang="fra")
+    assert loaded.compute_type == compute_type
+    direct = Wav2Vec2ForCTC.from_pretrained(
+        demo_checkpoint("asr"), target_lang="fra", compute_type=compute_type
+    )
+    wave = torch.from_numpy(tone_speech(seed=5))[None]
+    with torch.inference_mode():
+        a = loaded(wave.to(loaded.dtype)).logits.float()
+        b = direct(wave.to(direct.dtype)).logits.float()
+    assert (a - b).abs().max() < (1e-5 if compute_type == "int8" else 5e-2)
+    if compute_type == "int8":
+        size = (out / "model.safetensors").stat().st_size
+        assert size < 0.7 * (demo_checkpoint("asr") / "model.safetensors").stat().st_size
+        with pytest.raises(ConfigError, match="converted to int8"):
+            Wav2Vec2ForCTC.from_pretrained(out, compute_type="float32")
+        assert Wav2Vec2ForCTC.from_pretrained(out, compute_type="int8_bfloat16").dtype == (
+            torch.bfloat16
+        )
+    with pytest.raises(ConfigError, match="already holds a checkpoint"):
+        convert_checkpoint(demo_checkpoint("asr"), out, compute_type)
+
+
+def test_cli_convert_and_compute_type(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = [sys.executable, "-m", "mmspeech"]
+    converted = tmp_path / "int8"
+    command = ["convert", "demo", "-o", str(converted), "--compute-type", "int8", "-l", "eng"]
+    done = subprocess.run([*run, *command], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in converted.glob("adapter.*")] == ["adapter.eng.safetensors"]
+    wav = tmp_path / "tone.wav"
+    import soundfile
+
+    soundfile.write(wav, tone_speech(1.0), 16000)
+    for extra in (["--model", str(converted)], ["--model", "demo", "--compute-type", "int8"]):
+        done = subprocess.run([*run, "transcribe", str(wav), "-l", "eng", *extra],
+                              capture_output=True, text=True, env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    done = subprocess.run([*run, "transcribe", str(wav), "--compute-type", "int4"],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 2 and "--compute-type" in done.stderr
+
+
+# -- CUDA (skipped without a GPU) -----------------------------------------------------------------
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compute_type", ["float16", "bfloat16", "int8", "int8_float16"])
+def test_cuda_types(demo_float, compute_type):
+    model = Wav2Vec2ForCTC.from_pretrained(
+        demo_checkpoint("asr"), target_lang="fra", compute_type=compute_type, device="cuda"
+    )
+    wave = torch.from_numpy(tone_speech())[None]
+    with torch.inference_mode():
+        reference = demo_float(wave).logits
+        logits = model(wave.to("cuda", model.dtype)).logits.float().cpu()
+    assert cosine(logits, reference) > 0.995
