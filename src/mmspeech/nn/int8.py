@@ -33,8 +33,10 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     x = x.float()  # reduced-precision elementwise kernels are slow on CPU: one cast, then float32
     low, high = torch.aminmax(x, dim=1, keepdim=True)  # one pass, no |x| copy
-    scale = torch.maximum(high, low.neg_()).clamp_(min=1e-12).div_(_QMAX)
-    q = torch.div(x, scale).round_().clamp_(-_QMAX, _QMAX).to(torch.int8)
+    peak = torch.maximum(high, low.neg_()).clamp_(min=1e-12)
+    # x * (127 / peak) lies in [-127, 127]: no clamp pass (and one multiply, not a division)
+    q = torch.mul(x, peak.reciprocal().mul_(_QMAX)).round_().to(torch.int8)
+    scale = peak.div_(_QMAX)
     return q, scale
 
 
@@ -79,9 +81,11 @@ class Int8Linear(nn.Module):
         if q.is_cuda and m <= 16:  # cuBLASLt's int8 product needs more than 16 rows
             q = torch.nn.functional.pad(q, (0, 0, 0, 17 - m))
         acc = torch._int_mm(q, self.weight.t())[:m]  # (M, N) int32
-        out = acc.float().mul_(x_scale).mul_(self.weight_scale)
+        out = acc.float().mul_(x_scale)  # two passes over (M, N): the scales and the bias
         if self.bias is not None:
-            out.add_(self.bias)
+            out = torch.addcmul(self.bias, out, self.weight_scale)
+        else:
+            out.mul_(self.weight_scale)
         return out.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
