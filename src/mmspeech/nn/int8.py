@@ -47,25 +47,40 @@ class Int8Linear(nn.Module):
     weight: torch.Tensor  # (N, K) int8
     weight_scale: torch.Tensor  # (N,) float32
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+    ):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         # (N, K) row-major int8: passed to _int_mm transposed, its fastest layout
-        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
-        self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        weight = torch.zeros(out_features, in_features, dtype=torch.int8, device=device)
+        self.register_buffer("weight", weight)
+        self.register_buffer("weight_scale", torch.ones(out_features, device=device))
+        self.bias = nn.Parameter(torch.zeros(out_features, device=device)) if bias else None
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
-        """Quantise a float ``nn.Linear`` (per output channel, symmetric)."""
-        module = cls(linear.in_features, linear.out_features, linear.bias is not None)
+        """Quantise a float ``nn.Linear`` (per output channel, symmetric).
+
+        A layer on the meta device gives the layout alone (for a checkpoint whose int8
+        tensors are assigned afterwards).
+        """
+        has_bias = linear.bias is not None
+        module = cls(linear.in_features, linear.out_features, has_bias, device="meta")
         weight = linear.weight.detach()
+        if weight.is_meta:
+            return module
         q, scale = quantize_rows(weight)
-        module.weight = q.to(weight.device)
-        module.weight_scale = scale.squeeze(1).to(weight.device)
+        module.weight = q
+        module.weight_scale = scale.squeeze(1)
         if linear.bias is not None:
-            module.bias = nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+            bias = linear.bias.detach().to(torch.float32, copy=True)  # not a view of a mmap
+            module.bias = nn.Parameter(bias, requires_grad=False)
         return module
 
     def dequantized_weight(self) -> torch.Tensor:
