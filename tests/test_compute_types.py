@@ -322,3 +322,12 @@ def test_cuda_types(demo_float, compute_type):
         reference = demo_float(wave).logits
         logits = model(wave.to("cuda", model.dtype)).logits.float().cpu()
     assert cosine(logits, reference) > 0.995
+
+
+def test_training_refuses_an_inference_compute_type():
+    from mmspeech.training import Trainer, Utterance
+
+    model = Wav2Vec2ForCTC.from_pretrained(demo_checkpoint("asr"), compute_type="int8")
+    utterance = Utterance(audio="tone.wav", text="a", waveform=tone_speech(0.5))
+    with pytest.raises(ConfigError, match="compute_type 'int8', an inference format"):
+        Trainer(model, object(), [utterance], [])  # type: ignore[arg-type]

@@ -181,6 +181,7 @@ def build(
         (out / path).parent.mkdir(parents=True, exist_ok=True)
         soundfile.write(out / path, waveform, 16000, subtype="PCM_16")
 
+    out.mkdir(parents=True, exist_ok=True)  # a split may be empty (--train-per-lang 0)
     with ThreadPoolExecutor(jobs) as pool_executor:  # espeak-ng runs as a subprocess
         for split, items in plan.items():
             list(pool_executor.map(render, items))

@@ -180,6 +180,13 @@ class Trainer:
             raise DatasetError("There are no training utterances.")
         if any(u.waveform is None for u in train):
             raise DatasetError("Load the waveforms first (mmspeech.training.load_waveforms).")
+        compute_type = getattr(model, "compute_type", "float32")
+        if compute_type != "float32":
+            raise ConfigError(
+                f"This model was loaded with compute_type {compute_type!r}, an inference format; "
+                "training updates float32 weights (with its own bfloat16 autocast: "
+                "TrainOptions.bf16 / --bf16). Load it without compute_type (or dtype) to train."
+            )
         self.model = model.to(self.options.device)
         self.task = task
         self.train_set = list(train)
