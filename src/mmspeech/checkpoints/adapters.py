@@ -112,7 +112,7 @@ def load_adapter(model: PretrainedModel, lang: str, *, force_load: bool = True) 
         state = read_adapter(files, lang)
         check_adapter(state, current, f"adapter.{lang} of {files.ref}")
         # kept in the model's compute type (half the memory per language in bfloat16)
-        dtype = model.lm_head.weight.dtype
+        dtype = current["lm_head.weight"].dtype
         state = {key: tensor.to(dtype) for key, tensor in state.items()}
         cache[lang] = state
     rows = state["lm_head.weight"].shape[0]
