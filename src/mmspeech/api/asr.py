@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,11 +20,12 @@ import torch
 from mmspeech.api.longform import Piece, batched, cut_segments, iter_emissions
 from mmspeech.api.options import DEFAULT_ASR_MODEL, SAMPLE_RATE, TranscribeOptions
 from mmspeech.api.source import AudioSource, open_audio
+from mmspeech.api.transcript import BlankMeter, assemble, decide_language, lid_clip, path_scores
 from mmspeech.checkpoints.options import LoadOptions, load_options, local_only
 from mmspeech.ctc.align import forced_align
 from mmspeech.ctc.decode import TokenSpan, greedy_spans, spans_to_words
 from mmspeech.errors import CheckpointNotFoundError, ConfigError, LanguageError
-from mmspeech.results import LanguageScore, LanguageScores, Segment, Transcription, Word
+from mmspeech.results import LanguageScores, Segment, Transcription, Word, compression_ratio
 
 if TYPE_CHECKING:
     from mmspeech.api.lid import LIDModel
@@ -117,9 +118,9 @@ class ASRModel:
         """
         options = options or TranscribeOptions()
         lid, mapping = self._lid(options, lid)
-        clip = _lid_clip(open_audio(audio), options)
-        scores = lid.identify(clip, top_k=len(mapping), languages=list(mapping))
-        return _to_asr_codes(scores, mapping)
+        clip = lid_clip(open_audio(audio), options)
+        heard = lid.identify(clip, top_k=len(lid.languages))  # all labels: see what was heard
+        return decide_language(heard, mapping, len(clip) / SAMPLE_RATE, options, self.ref)
 
     def detect_languages(
         self, audios: Sequence[Any], options: TranscribeOptions | None = None
@@ -129,9 +130,12 @@ class ASRModel:
         lid, mapping = self._lid(options, None)
         out = []
         for batch in batched(audios, options.batch_size):
-            clips = [_lid_clip(open_audio(audio), options) for audio in batch]
-            for scores in lid.identify_batch(clips, len(mapping), list(mapping)):
-                out.append(_to_asr_codes(scores, mapping))
+            clips = [lid_clip(open_audio(audio), options) for audio in batch]
+            for clip, heard in zip(
+                clips, lid.identify_batch(clips, len(lid.languages)), strict=True
+            ):
+                seconds = len(clip) / SAMPLE_RATE
+                out.append(decide_language(heard, mapping, seconds, options, self.ref))
         return out
 
     def _lid(self, options: TranscribeOptions, lid: LIDModel | None) -> tuple[Any, dict[str, str]]:
@@ -171,15 +175,16 @@ class ASRModel:
             options: see :class:`TranscribeOptions`.
             on_segment: called with each segment as soon as it is done (progress reporting).
         """
+        options = options or TranscribeOptions()
         source = open_audio(audio)
-        code, probability = self._route(source, language, options)
+        code, detection = self._route(source, language, options)
+        meter = BlankMeter(self.tokenizer.pad_token_id)
         segments = []
-        for segment in self._segments(source, word_timestamps, options or TranscribeOptions()):
+        for segment in self._segments(source, word_timestamps, options, meter):
             segments.append(segment)
             if on_segment is not None:
                 on_segment(segment)
-        text = " ".join(segment.text for segment in segments if segment.text)
-        return Transcription(text, code, probability, source.duration, segments)
+        return assemble(segments, code, detection, source.duration, options, meter)
 
     def iter_segments(
         self,
@@ -204,10 +209,10 @@ class ASRModel:
         inputs batched by length; long ones go through the long-form path one by one."""
         options = options or TranscribeOptions()
         sources = [open_audio(audio) for audio in audios]
-        routes: list[tuple[str | None, float | None]] = [(language, None)] * len(sources)
+        routes: list[tuple[str | None, LanguageScores | None]] = [(language, None)] * len(sources)
         if language is None and self.languages:
             detected = self.detect_languages(sources, options)
-            routes = [(scores.language, scores.probability) for scores in detected]
+            routes = [(scores.language, scores) for scores in detected]
         results: list[Transcription | None] = [None] * len(sources)
         for lang in dict.fromkeys(route[0] for route in routes):
             members = [i for i, route in enumerate(routes) if route[0] == lang]
@@ -220,35 +225,43 @@ class ASRModel:
             for batch in batched(short, options.batch_size):
                 waves = [sources[i].load() for i in batch]
                 for i, log_probs in zip(batch, self._emit(waves), strict=True):
-                    pieces = cut_segments(
-                        [log_probs], self._words, offset_s=0.0,
-                        seconds_per_frame=self.seconds_per_frame,
-                        min_silence_s=options.min_silence_s, max_segment_s=options.max_segment_s,
-                    )  # fmt: skip
+                    meter = BlankMeter(self.tokenizer.pad_token_id)
+                    pieces = self._pieces(meter.watch([log_probs]), 0.0, options)
                     segments = self._to_segments(pieces, word_timestamps, options)
-                    results[i] = _assemble(segments, code, routes[i][1], sources[i].duration)
+                    results[i] = assemble(
+                        segments, code, routes[i][1], sources[i].duration, options, meter
+                    )
             for i in (i for i in members if sources[i].num_samples > window):
-                long_form = self._segments(sources[i], word_timestamps, options)
-                results[i] = _assemble(long_form, code, routes[i][1], sources[i].duration)
+                meter = BlankMeter(self.tokenizer.pad_token_id)
+                long_form = self._segments(sources[i], word_timestamps, options, meter)
+                results[i] = assemble(
+                    long_form, code, routes[i][1], sources[i].duration, options, meter
+                )
         return [result for result in results if result is not None]
 
     # -- pieces ----------------------------------------------------------------------------------
 
     def _route(
         self, source: AudioSource, language: str | None, options: TranscribeOptions | None
-    ) -> tuple[str | None, float | None]:
-        """Set the adapter for ``language`` (detected when None); returns (code, LID prob.)."""
+    ) -> tuple[str | None, LanguageScores | None]:
+        """Set the adapter for ``language`` (detected when None); returns (code, LID result)."""
         if language is not None:
             return self.set_language(language), None
         if not self.languages:
             return None, None
         scores = self.detect_language(source, options)
         logger.info("detected language %s (p=%.2f)", scores.language, scores.probability)
-        return self.set_language(scores.language), scores.probability
+        return self.set_language(scores.language), scores
 
     def _segments(
-        self, source: AudioSource, word_timestamps: bool, options: TranscribeOptions
+        self,
+        source: AudioSource,
+        word_timestamps: bool,
+        options: TranscribeOptions,
+        meter: BlankMeter | None = None,
     ) -> Iterator[Segment]:
+        """Segments of the audio (its speech regions with ``vad=True``), blank mass metered."""
+        meter = meter or BlankMeter(self.tokenizer.pad_token_id)
         if options.vad:
             from mmspeech.api.vad import speech_regions
 
@@ -258,23 +271,39 @@ class ASRModel:
         pieces = (
             piece
             for start, end in regions
-            for piece in cut_segments(
-                self.emissions(source, start, end, options),
-                self._words,
-                offset_s=start / SAMPLE_RATE,
-                seconds_per_frame=self.seconds_per_frame,
-                min_silence_s=options.min_silence_s,
-                max_segment_s=options.max_segment_s,
+            for piece in self._pieces(
+                meter.watch(self.emissions(source, start, end, options)),
+                start / SAMPLE_RATE,
+                options,
             )
         )
         yield from self._to_segments(pieces, word_timestamps, options)
+
+    def _pieces(
+        self, emissions: Iterable[torch.Tensor], offset_s: float, options: TranscribeOptions
+    ) -> Iterator[Piece]:
+        """Stitched frames cut at pauses (blank or word-delimiter frames) and ``max_segment_s``."""
+        tokenizer = self.tokenizer
+        silence = {tokenizer.pad_token_id, tokenizer.word_delimiter_token_id} - {None}
+        return cut_segments(
+            emissions, self._words, offset_s=offset_s, seconds_per_frame=self.seconds_per_frame,
+            min_silence_s=options.min_silence_s, max_segment_s=options.max_segment_s,
+            silence_ids={int(i) for i in silence},
+        )  # fmt: skip
 
     def _to_segments(
         self, pieces: Any, word_timestamps: bool, options: TranscribeOptions
     ) -> Iterator[Segment]:
         decoder = self._lm_decoder(options)
-        for index, piece in enumerate(pieces):
+        index = 0
+        for piece in pieces:
             piece_: Piece = piece
+            avg_logprob, no_speech = path_scores(piece_, self.tokenizer.pad_token_id)
+            threshold = options.no_speech_threshold
+            if threshold is not None and no_speech > threshold:
+                logger.info("dropped a segment at %.2f s (no_speech_prob %.2f)",
+                            piece_.offset_s, no_speech)  # fmt: skip
+                continue
             spans = None  # the greedy path's
             start, end = piece_.words[0].start, piece_.words[-1].end
             if decoder is not None:
@@ -294,7 +323,9 @@ class ASRModel:
                 if words:
                     start, end = min(start, words[0].start), max(end, words[-1].end)
             chars = self._chars(piece_, spans) if options.char_timestamps else ()
-            yield Segment(index, start, end, text, words, chars)
+            ratio = compression_ratio(text)
+            yield Segment(index, start, end, text, words, chars, avg_logprob, no_speech, ratio)
+            index += 1
 
     def emissions(
         self,
@@ -398,37 +429,6 @@ class ASRModel:
                 self._lm = LMDecoder(labels, options.lm_path, alpha, beta, beam, lexicon=lexicon)
             self._lm_key = key
         return self._lm
-
-
-def _assemble(
-    segments: Any, language: str | None, probability: float | None, duration: float
-) -> Transcription:
-    segments = list(segments)
-    text = " ".join(segment.text for segment in segments if segment.text)
-    return Transcription(text, language, probability, duration, segments)
-
-
-def _lid_clip(source: AudioSource, options: TranscribeOptions) -> np.ndarray:
-    """The first ``lid_seconds`` of the audio; of its speech regions with ``vad=True``."""
-    limit = int(options.lid_seconds * SAMPLE_RATE)
-    if not options.vad:
-        return source.read(0, limit)
-    from mmspeech.api.vad import speech_regions
-
-    pieces: list[np.ndarray] = []
-    total = 0
-    for start, end in speech_regions(source, options):
-        pieces.append(source.read(start, min(end, start + limit - total)))
-        total += len(pieces[-1])
-        if total >= limit:
-            break
-    return np.concatenate(pieces) if pieces else source.read(0, limit)
-
-
-def _to_asr_codes(scores: LanguageScores, mapping: dict[str, str]) -> LanguageScores:
-    return LanguageScores(
-        [LanguageScore(mapping[s.code], s.name, s.probability) for s in scores.scores]
-    )
 
 
 def _lid_to_asr(lid_languages: Sequence[str], asr_languages: Sequence[str]) -> dict[str, str]:
