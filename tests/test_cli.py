@@ -200,7 +200,7 @@ def test_align(capsys, mms_dir, tmp_path):
     assert code == 0, err
     data = json.loads(out)
     words = data["words"]
-    assert [w["text"] for w in words] == ["The", "rain,", "is", "DENSE", "Привет"]
+    assert [w["word"] for w in words] == ["The", "rain,", "is", "DENSE", "Привет"]
     # lower-cased, punctuation dropped, Cyrillic romanised by uroman ("privet") and reduced to
     # the tiny English vocabulary (e t a o i n s h r d l)
     assert [w["normalized"] for w in words] == ["the", "rain", "is", "dense", "riet"]
@@ -231,7 +231,7 @@ def test_align_directory_uses_sibling_transcripts(capsys, mms_dir, tmp_path):
                        "-o", tmp_path / "timings")  # fmt: skip
     assert code == 1 and "two.txt" in err
     data = json.loads((tmp_path / "timings" / "one.align.json").read_text())
-    assert [w["text"] for w in data["words"]] == ["the", "rain"]
+    assert [w["word"] for w in data["words"]] == ["the", "rain"]
 
 
 def test_languages(capsys, mms_dir, tmp_path):

@@ -190,7 +190,8 @@ class AlignedChar:
     score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"char": self.text, "start": ms(self.start), "end": ms(self.end),
+                "score": self.score}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -210,22 +211,29 @@ class AlignedWord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "start": self.start,
-            "end": self.end,
-            "text": self.text,
+            "word": self.text,
+            "start": ms(self.start),
+            "end": ms(self.end),
             "normalized": self.normalized,
             "score": self.score,
             "chars": [char.to_dict() for char in self.chars],
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Alignment:
-    """A transcript forced-aligned to audio."""
+    """A transcript forced-aligned to audio.
+
+    ``score`` in (0, 1] says how well the transcript explains the audio it spans (near 1: the
+    model hears what it says; low: other words, or part of the audio aligned without a
+    wildcard); ``warnings`` say so in words.
+    """
 
     language: str
     duration: float
     words: list[AlignedWord]
+    score: float | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -234,8 +242,10 @@ class Alignment:
     def to_dict(self) -> dict[str, Any]:
         return {
             "language": self.language,
-            "duration": self.duration,
+            "duration": ms(self.duration),
             "text": self.text,
+            "score": self.score,
+            "warnings": list(self.warnings),
             "words": [word.to_dict() for word in self.words],
         }
 
