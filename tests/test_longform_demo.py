@@ -5,6 +5,7 @@ noise than on speech), language decisions made visible, whisper's JSON keys."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 
@@ -191,3 +192,15 @@ def test_cli_subtitle_options_shape_the_cues(capsys, demo, tmp_path):
     assert all(a.end <= b.start for a, b in itertools.pairwise(subs))
     assert main([*args, "--max-line-count", "0"]) == 2
     assert "--max-line-count" in capsys.readouterr().err
+
+
+def test_identify_flags_a_clip_too_short_to_judge(capsys, demo, tmp_path):
+    path = tmp_path / "short.wav"
+    sf.write(path, espeak("hello there", "en")[:1600], 16_000)
+    assert main(["identify", str(path), "--model", str(demo[1]), "-f", "json"]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert data["low_confidence"] is True and "0.10 s" in data["warnings"][0]
+    assert "Warning: Only 0.10 s" in err
+    assert data["language_iso639_1"] == {"eng": "en", "deu": "de", "fra": "fr", "rus": "ru",
+                                         "spa": "es", "ell": "el"}[data["language"]]  # fmt: skip

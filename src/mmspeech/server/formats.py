@@ -72,6 +72,8 @@ def verbose_json(t: Transcription, words: bool, task: str = "transcribe") -> dic
             }
             for segment in t.segments
         ],
+        "language_detection": None if t.detection is None else t.detection.to_dict(),
+        "warnings": list(t.warnings),
     }
     if words:
         body["words"] = [
