@@ -108,15 +108,26 @@ def decide_language(
             f"adapter for; using {used.name} ({mapping[used.code]}, {used.probability:.2f} "
             f"overall, {used.probability / total:.2f} among its languages) instead."
         )
-    low = clip_seconds < options.min_lid_seconds
-    if low:
-        warnings.append(
-            f"Only {clip_seconds:.2f} s of audio to identify the language from (less than "
-            f"min_lid_seconds={options.min_lid_seconds:g}): the language is a guess."
-        )
-    for warning in warnings:  # the caller shows them (result.warnings; the CLI on stderr)
+    decided = LanguageScores(scores, unsupported, False, tuple(warnings))
+    decided = flag_short_clip(decided, clip_seconds, options.min_lid_seconds)
+    for warning in decided.warnings:  # the caller shows them (result.warnings; the CLI on stderr)
         logger.info("%s", warning)
-    return LanguageScores(scores, unsupported, low, tuple(warnings))
+    return decided
+
+
+def flag_short_clip(
+    scores: LanguageScores, seconds: float, min_seconds: float | None = None
+) -> LanguageScores:
+    """``scores`` marked ``low_confidence``, with a warning, when the language was identified
+    on less than ``min_seconds`` of audio (default ``TranscribeOptions.min_lid_seconds``)."""
+    limit = TranscribeOptions().min_lid_seconds if min_seconds is None else min_seconds
+    if seconds >= limit:
+        return scores
+    warning = (
+        f"Only {seconds:.2f} s of audio to identify the language from (less than "
+        f"min_lid_seconds={limit:g}): the language is a guess."
+    )
+    return replace(scores, low_confidence=True, warnings=(*scores.warnings, warning))
 
 
 def assemble(

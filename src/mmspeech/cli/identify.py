@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mmspeech.api.options import DEFAULT_LID_MODEL, IdentifyOptions, TranscribeOptions
+from mmspeech.api.options import DEFAULT_LID_MODEL, IdentifyOptions
 from mmspeech.cli import common
-from mmspeech.results import LanguageScores
 
 _DEFAULTS = IdentifyOptions()
 
@@ -56,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     def work(path: Path) -> None:
         from mmspeech.api.source import open_audio
+        from mmspeech.api.transcript import flag_short_clip
 
         source = open_audio(str(path))
-        scores = flag_short(lid.identify(source, options=options), source.duration)
+        scores = flag_short_clip(lid.identify(source, options=options), source.duration)
         if not args.quiet:
             for warning in scores.warnings:
                 print(f"{path}: Warning: {warning}", file=sys.stderr, flush=True)
@@ -77,16 +76,3 @@ def run(args: argparse.Namespace) -> int:
 
     failed = common.for_each(files, work, str, args)
     return 1 if failed or missing else 0
-
-
-def flag_short(scores: LanguageScores, seconds: float) -> LanguageScores:
-    """``scores`` marked low-confidence, with a warning, when the clip is too short to judge
-    (shorter than ``TranscribeOptions.min_lid_seconds``, as when transcribing)."""
-    limit = TranscribeOptions().min_lid_seconds
-    if seconds >= limit:
-        return scores
-    warning = (
-        f"Only {seconds:.2f} s of audio to identify the language from (less than {limit:g} s): "
-        "the language is a guess."
-    )
-    return replace(scores, low_confidence=True, warnings=(*scores.warnings, warning))

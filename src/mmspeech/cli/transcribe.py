@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.api.options import DEFAULT_ASR_MODEL, TranscribeOptions
-from mmspeech.api.transcript import describe_language
 from mmspeech.cli import common
 from mmspeech.errors import ConfigError
 from mmspeech.results import Transcription
@@ -167,6 +166,8 @@ def report_language(
     whisper does (not with --quiet)."""
     if args.quiet:
         return
+    from mmspeech.api.transcript import describe_language
+
     prefix = f"{path}: " if many else ""
     if result.detection is not None and result.language is not None:
         described = describe_language(result.language, result.language_probability)
