@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mmspeech.api import transcript
 from mmspeech.api.longform import Piece, batched, cut_segments, iter_emissions
 from mmspeech.api.options import DEFAULT_ASR_MODEL, SAMPLE_RATE, TranscribeOptions
 from mmspeech.api.source import AudioSource, open_audio
-from mmspeech.api.transcript import BlankMeter, assemble, decide_language, lid_clip, path_scores
 from mmspeech.checkpoints.options import LoadOptions, load_options, local_only
 from mmspeech.ctc.align import forced_align
 from mmspeech.ctc.decode import TokenSpan, greedy_spans, spans_to_words
@@ -114,13 +114,16 @@ class ASRModel:
         this checkpoint's languages.
 
         The codes returned are this checkpoint's adapter codes (``cmn-script_simplified`` when the
-        LID model says ``cmn``).
+        LID model says ``cmn``). The LID model's favourite over all its labels is reported as
+        ``unsupported`` when it has no adapter (see :func:`transcript.decide_language`).
         """
         options = options or TranscribeOptions()
         lid, mapping = self._lid(options, lid)
-        clip = lid_clip(open_audio(audio), options)
+        clip = transcript.lid_clip(open_audio(audio), options)
         heard = lid.identify(clip, top_k=len(lid.languages))  # all labels: see what was heard
-        return decide_language(heard, mapping, len(clip) / SAMPLE_RATE, options, self.ref)
+        return transcript.decide_language(
+            heard, mapping, len(clip) / SAMPLE_RATE, options, self.ref
+        )
 
     def detect_languages(
         self, audios: Sequence[Any], options: TranscribeOptions | None = None
@@ -130,12 +133,12 @@ class ASRModel:
         lid, mapping = self._lid(options, None)
         out = []
         for batch in batched(audios, options.batch_size):
-            clips = [lid_clip(open_audio(audio), options) for audio in batch]
+            clips = [transcript.lid_clip(open_audio(audio), options) for audio in batch]
             for clip, heard in zip(
                 clips, lid.identify_batch(clips, len(lid.languages)), strict=True
             ):
                 seconds = len(clip) / SAMPLE_RATE
-                out.append(decide_language(heard, mapping, seconds, options, self.ref))
+                out.append(transcript.decide_language(heard, mapping, seconds, options, self.ref))
         return out
 
     def _lid(self, options: TranscribeOptions, lid: LIDModel | None) -> tuple[Any, dict[str, str]]:
@@ -178,13 +181,13 @@ class ASRModel:
         options = options or TranscribeOptions()
         source = open_audio(audio)
         code, detection = self._route(source, language, options)
-        meter = BlankMeter(self.tokenizer.pad_token_id)
+        meter = transcript.BlankMeter(self.tokenizer.pad_token_id)
         segments = []
         for segment in self._segments(source, word_timestamps, options, meter):
             segments.append(segment)
             if on_segment is not None:
                 on_segment(segment)
-        return assemble(segments, code, detection, source.duration, options, meter)
+        return transcript.assemble(segments, code, detection, source.duration, options, meter)
 
     def iter_segments(
         self,
@@ -225,16 +228,16 @@ class ASRModel:
             for batch in batched(short, options.batch_size):
                 waves = [sources[i].load() for i in batch]
                 for i, log_probs in zip(batch, self._emit(waves), strict=True):
-                    meter = BlankMeter(self.tokenizer.pad_token_id)
+                    meter = transcript.BlankMeter(self.tokenizer.pad_token_id)
                     pieces = self._pieces(meter.watch([log_probs]), 0.0, options)
                     segments = self._to_segments(pieces, word_timestamps, options)
-                    results[i] = assemble(
+                    results[i] = transcript.assemble(
                         segments, code, routes[i][1], sources[i].duration, options, meter
                     )
             for i in (i for i in members if sources[i].num_samples > window):
-                meter = BlankMeter(self.tokenizer.pad_token_id)
+                meter = transcript.BlankMeter(self.tokenizer.pad_token_id)
                 long_form = self._segments(sources[i], word_timestamps, options, meter)
-                results[i] = assemble(
+                results[i] = transcript.assemble(
                     long_form, code, routes[i][1], sources[i].duration, options, meter
                 )
         return [result for result in results if result is not None]
@@ -258,10 +261,10 @@ class ASRModel:
         source: AudioSource,
         word_timestamps: bool,
         options: TranscribeOptions,
-        meter: BlankMeter | None = None,
+        meter: transcript.BlankMeter | None = None,
     ) -> Iterator[Segment]:
         """Segments of the audio (its speech regions with ``vad=True``), blank mass metered."""
-        meter = meter or BlankMeter(self.tokenizer.pad_token_id)
+        meter = meter or transcript.BlankMeter(self.tokenizer.pad_token_id)
         if options.vad:
             from mmspeech.api.vad import speech_regions
 
@@ -298,7 +301,7 @@ class ASRModel:
         index = 0
         for piece in pieces:
             piece_: Piece = piece
-            avg_logprob, no_speech = path_scores(piece_, self.tokenizer.pad_token_id)
+            avg_logprob, no_speech = transcript.path_scores(piece_, self.tokenizer.pad_token_id)
             threshold = options.no_speech_threshold
             if threshold is not None and no_speech > threshold:
                 logger.info("dropped a segment at %.2f s (no_speech_prob %.2f)",
@@ -322,7 +325,9 @@ class ASRModel:
                 )
                 if words:
                     start, end = min(start, words[0].start), max(end, words[-1].end)
-            chars = self._chars(piece_, spans) if options.char_timestamps else ()
+            chars: tuple[Word, ...] = ()
+            if options.char_timestamps:
+                chars = transcript.char_words(piece_, spans, self.tokenizer, self.seconds_per_frame)
             ratio = compression_ratio(text)
             yield Segment(index, start, end, text, words, chars, avg_logprob, no_speech, ratio)
             index += 1
@@ -376,22 +381,6 @@ class ASRModel:
             self.seconds_per_frame,
             offset_s,
         )
-
-    def _chars(self, piece: Piece, spans: Sequence[TokenSpan] | None = None) -> tuple[Word, ...]:
-        """Every recognised character of a segment with its frames in seconds (of the greedy
-        path unless ``spans`` gives another)."""
-        tokenizer = self.tokenizer
-        skipped = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
-        skipped.add(tokenizer.word_delimiter_token_id)
-        step, offset = self.seconds_per_frame, piece.offset_s
-        if spans is None:
-            spans = greedy_spans(piece.log_probs, tokenizer.pad_token_id)
-        return tuple(
-            Word(offset + s.start_frame * step, offset + s.end_frame * step,
-                 tokenizer.decoder[s.token_id], s.probability)
-            for s in spans
-            if s.token_id not in skipped
-        )  # fmt: skip
 
     def _lm_decoder(self, options: TranscribeOptions) -> Any:
         if options.lm_path is None and options.lm_lexicon is None:

@@ -6,8 +6,9 @@ assembly of the final :class:`~mmspeech.results.Transcription`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,8 +16,9 @@ import torch
 from mmspeech.api.longform import Piece
 from mmspeech.api.options import SAMPLE_RATE, TranscribeOptions
 from mmspeech.api.source import AudioSource
+from mmspeech.ctc.decode import TokenSpan, greedy_spans
 from mmspeech.languages import language_name
-from mmspeech.results import LanguageScore, LanguageScores, Segment, Transcription
+from mmspeech.results import LanguageScore, LanguageScores, Segment, Transcription, Word
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,24 @@ def path_scores(piece: Piece, blank_id: int) -> tuple[float, float]:
     best = piece.log_probs.max(dim=-1).values  # (T,)
     blank = piece.scored[:, blank_id].exp()  # (T + padding,)
     return float(best.mean()), float(blank.mean())
+
+
+def char_words(
+    piece: Piece, spans: Sequence[TokenSpan] | None, tokenizer: Any, seconds_per_frame: float
+) -> tuple[Word, ...]:
+    """Every recognised character of a segment with its frames in seconds (of the greedy path
+    unless ``spans`` gives another); word delimiters and special tokens left out."""
+    skipped = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    skipped.add(tokenizer.word_delimiter_token_id)
+    step, offset = seconds_per_frame, piece.offset_s
+    if spans is None:
+        spans = greedy_spans(piece.log_probs, tokenizer.pad_token_id)
+    return tuple(
+        Word(offset + s.start_frame * step, offset + s.end_frame * step,
+             tokenizer.decoder[s.token_id], s.probability)
+        for s in spans
+        if s.token_id not in skipped
+    )  # fmt: skip
 
 
 @dataclass
