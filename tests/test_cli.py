@@ -72,7 +72,7 @@ def test_every_output_format(capsys, mms_dir, clips, tmp_path):
     for stem in "ab":
         data = json.loads((out_dir / f"{stem}.json").read_text())
         duration = sf.info(clips / f"{stem}.wav").duration
-        assert data["language"] == "fra" and data["duration"] == pytest.approx(duration)
+        assert data["language"] == "fra" and data["duration"] == pytest.approx(duration, abs=5e-4)
         segments = [s for s in data["segments"] if s["text"]]
         assert segments and all(s["words"] for s in segments)
         txt = (out_dir / f"{stem}.txt").read_text().splitlines()
@@ -172,7 +172,7 @@ def test_multi_minute_file_in_bounded_memory(capsys, coarse_asr_dir, tmp_path):
     # 4x the audio, about the same peak: memory does not grow with the file's length
     assert peaks[2] < 1.2 * peaks[1] and peaks[2] < 0.8 * size, (peaks, size)
     data = json.loads(outputs[2])
-    assert data["language"] is None and data["duration"] == pytest.approx(duration)
+    assert data["language"] is None and data["duration"] == pytest.approx(duration, abs=5e-4)
     segments = data["segments"]
     assert len(segments) >= 12  # cut at --max-segment (10 s) at the latest
     assert all(s["end"] - s["start"] <= 10.5 for s in segments)
@@ -200,7 +200,7 @@ def test_align(capsys, mms_dir, tmp_path):
     assert code == 0, err
     data = json.loads(out)
     words = data["words"]
-    assert [w["text"] for w in words] == ["The", "rain,", "is", "DENSE", "Привет"]
+    assert [w["word"] for w in words] == ["The", "rain,", "is", "DENSE", "Привет"]
     # lower-cased, punctuation dropped, Cyrillic romanised by uroman ("privet") and reduced to
     # the tiny English vocabulary (e t a o i n s h r d l)
     assert [w["normalized"] for w in words] == ["the", "rain", "is", "dense", "riet"]
@@ -231,7 +231,7 @@ def test_align_directory_uses_sibling_transcripts(capsys, mms_dir, tmp_path):
                        "-o", tmp_path / "timings")  # fmt: skip
     assert code == 1 and "two.txt" in err
     data = json.loads((tmp_path / "timings" / "one.align.json").read_text())
-    assert [w["text"] for w in data["words"]] == ["the", "rain"]
+    assert [w["word"] for w in data["words"]] == ["the", "rain"]
 
 
 def test_languages(capsys, mms_dir, tmp_path):

@@ -143,7 +143,7 @@ def test_lm_decoding_times_the_words_the_lm_chose(capsys, tmp_path, demo, clips)
     result = json.loads(out)
     assert result["text"] == text
     timed = [w for segment in result["segments"] for w in segment["words"]]
-    assert [w["text"] for w in timed] == text.split()
+    assert [w["word"] for w in timed] == text.split()
     times = [(w["start"], w["end"]) for w in timed]
     assert all(start < end for start, end in times)
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(times))

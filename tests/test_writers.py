@@ -56,7 +56,7 @@ def test_json_round_trips_every_field(transcription):
     data = json.loads(format_transcription(transcription, "json"))
     assert data == transcription.to_dict()
     assert data["segments"][0]["words"][1] == {
-        "start": 0.6, "end": 1.2345, "text": "world", "probability": 0.8
+        "word": "world", "start": 0.6, "end": 1.235, "probability": 0.8
     }  # fmt: skip
 
 

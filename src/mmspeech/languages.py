@@ -156,3 +156,18 @@ def _langcodes() -> Any:
             "pip install langcodes language_data (they come with mmspeech)."
         ) from exc
     return langcodes
+
+
+@functools.lru_cache(maxsize=4096)
+def iso639_1(code: str) -> str | None:
+    """The two-letter ISO 639-1 code of an MMS code (``"fra"`` → ``"fr"``,
+    ``"cmn-script_simplified"`` → ``"zh"``), or None when the language has none."""
+    base = code.split("-")[0].casefold()
+    if _base_name(base) is None:
+        return None
+    try:
+        language = _langcodes().Language.get(base)
+        forms = [language.language, language.prefer_macrolanguage().language]
+    except (ValueError, LookupError):
+        return None
+    return next((form for form in forms if form and len(form) == 2), None)

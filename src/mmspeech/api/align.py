@@ -8,6 +8,7 @@ the emissions of the whole audio are computed window by window and stitched; CTC
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +16,14 @@ import torch
 
 from mmspeech.api.options import SAMPLE_RATE, AlignOptions, TranscribeOptions
 from mmspeech.api.source import open_audio
-from mmspeech.ctc.align import forced_align
+from mmspeech.ctc.align import alignment_score, forced_align
 from mmspeech.errors import AlignmentError, EmptyTextError, MissingDependencyError
 from mmspeech.results import AlignedChar, AlignedWord, Alignment
 
 if TYPE_CHECKING:
     from mmspeech.api.asr import ASRModel
+
+logger = logging.getLogger(__name__)
 
 
 def align_words(
@@ -34,6 +37,11 @@ def align_words(
 
     Words that have no character of the vocabulary left once normalised (e.g. "—") are reported
     with zero duration at the end of the previous word and score 0.
+
+    With ``options.wildcard`` the transcript may cover only part of the audio (a ``<star>``
+    token takes the rest). ``Alignment.score`` says how well the transcript explains the audio
+    it spans (:func:`mmspeech.ctc.align.alignment_score`); below ``options.min_score`` the
+    result carries a warning.
 
     Raises:
         EmptyTextError: nothing of the transcript can be aligned.
@@ -68,12 +76,28 @@ def align_words(
     emission_options = TranscribeOptions(window_s=options.window_s, context_s=options.context_s)
     log_probs = torch.cat(list(asr.emissions(source, options=emission_options)))
     try:
-        spans = forced_align(log_probs, targets, asr.tokenizer.pad_token_id)
+        spans = forced_align(
+            log_probs, targets, asr.tokenizer.pad_token_id, wildcard=options.wildcard
+        )
     except AlignmentError as exc:
         raise AlignmentError(
             f"The transcript ({len(words)} words, {len(targets)} tokens) does not fit "
             f"{source.duration:.2f} s of audio ({len(log_probs)} frames): {exc}"
         ) from exc
+    fit = alignment_score(log_probs, spans, asr.tokenizer.pad_token_id, options.wildcard)
+    warnings = []
+    if fit < options.min_score:
+        hint = (
+            "; if it covers only part of the audio, align with wildcard=True (CLI: --partial)"
+            if not options.wildcard
+            else ""
+        )
+        warnings.append(
+            f"The transcript matches the audio poorly (alignment score {fit:.2f} < "
+            f"min_score={options.min_score:g}): its words are placed where they fit least "
+            f"badly, not necessarily where they are spoken{hint}."
+        )
+        logger.info("%s", warnings[-1])
     step = asr.seconds_per_frame
     chars: dict[int, list[AlignedChar]] = {}
     for span, owner in zip(spans, owners, strict=True):
@@ -96,7 +120,8 @@ def align_words(
         aligned.append(
             AlignedWord(placed[0].start, placed[-1].end, word, form, score, tuple(placed))
         )
-    return Alignment(code, source.num_samples / SAMPLE_RATE, aligned)
+    duration = source.num_samples / SAMPLE_RATE
+    return Alignment(code, duration, aligned, fit, tuple(warnings))
 
 
 def normalize_word(word: str, letters: dict[str, int], romanize: bool = True) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mmspeech.api import transcript
 from mmspeech.api.longform import Piece, batched, cut_segments, iter_emissions
 from mmspeech.api.options import DEFAULT_ASR_MODEL, SAMPLE_RATE, TranscribeOptions
 from mmspeech.api.source import AudioSource, open_audio
@@ -24,7 +25,7 @@ from mmspeech.checkpoints.options import LoadOptions, load_options, local_only
 from mmspeech.ctc.align import forced_align
 from mmspeech.ctc.decode import TokenSpan, greedy_spans, spans_to_words
 from mmspeech.errors import CheckpointNotFoundError, ConfigError, LanguageError
-from mmspeech.results import LanguageScore, LanguageScores, Segment, Transcription, Word
+from mmspeech.results import LanguageScores, Segment, Transcription, Word, compression_ratio
 
 if TYPE_CHECKING:
     from mmspeech.api.lid import LIDModel
@@ -113,13 +114,16 @@ class ASRModel:
         this checkpoint's languages.
 
         The codes returned are this checkpoint's adapter codes (``cmn-script_simplified`` when the
-        LID model says ``cmn``).
+        LID model says ``cmn``). The LID model's favourite over all its labels is reported as
+        ``unsupported`` when it has no adapter (see :func:`transcript.decide_language`).
         """
         options = options or TranscribeOptions()
         lid, mapping = self._lid(options, lid)
-        clip = _lid_clip(open_audio(audio), options)
-        scores = lid.identify(clip, top_k=len(mapping), languages=list(mapping))
-        return _to_asr_codes(scores, mapping)
+        clip = transcript.lid_clip(open_audio(audio), options)
+        heard = lid.identify(clip, top_k=len(lid.languages))  # all labels: see what was heard
+        return transcript.decide_language(
+            heard, mapping, len(clip) / SAMPLE_RATE, options, self.ref
+        )
 
     def detect_languages(
         self, audios: Sequence[Any], options: TranscribeOptions | None = None
@@ -129,9 +133,12 @@ class ASRModel:
         lid, mapping = self._lid(options, None)
         out = []
         for batch in batched(audios, options.batch_size):
-            clips = [_lid_clip(open_audio(audio), options) for audio in batch]
-            for scores in lid.identify_batch(clips, len(mapping), list(mapping)):
-                out.append(_to_asr_codes(scores, mapping))
+            clips = [transcript.lid_clip(open_audio(audio), options) for audio in batch]
+            for clip, heard in zip(
+                clips, lid.identify_batch(clips, len(lid.languages)), strict=True
+            ):
+                seconds = len(clip) / SAMPLE_RATE
+                out.append(transcript.decide_language(heard, mapping, seconds, options, self.ref))
         return out
 
     def _lid(self, options: TranscribeOptions, lid: LIDModel | None) -> tuple[Any, dict[str, str]]:
@@ -171,15 +178,16 @@ class ASRModel:
             options: see :class:`TranscribeOptions`.
             on_segment: called with each segment as soon as it is done (progress reporting).
         """
+        options = options or TranscribeOptions()
         source = open_audio(audio)
-        code, probability = self._route(source, language, options)
+        code, detection = self._route(source, language, options)
+        meter = transcript.BlankMeter(self.tokenizer.pad_token_id)
         segments = []
-        for segment in self._segments(source, word_timestamps, options or TranscribeOptions()):
+        for segment in self._segments(source, word_timestamps, options, meter):
             segments.append(segment)
             if on_segment is not None:
                 on_segment(segment)
-        text = " ".join(segment.text for segment in segments if segment.text)
-        return Transcription(text, code, probability, source.duration, segments)
+        return transcript.assemble(segments, code, detection, source.duration, options, meter)
 
     def iter_segments(
         self,
@@ -204,10 +212,10 @@ class ASRModel:
         inputs batched by length; long ones go through the long-form path one by one."""
         options = options or TranscribeOptions()
         sources = [open_audio(audio) for audio in audios]
-        routes: list[tuple[str | None, float | None]] = [(language, None)] * len(sources)
+        routes: list[tuple[str | None, LanguageScores | None]] = [(language, None)] * len(sources)
         if language is None and self.languages:
             detected = self.detect_languages(sources, options)
-            routes = [(scores.language, scores.probability) for scores in detected]
+            routes = [(scores.language, scores) for scores in detected]
         results: list[Transcription | None] = [None] * len(sources)
         for lang in dict.fromkeys(route[0] for route in routes):
             members = [i for i, route in enumerate(routes) if route[0] == lang]
@@ -220,35 +228,43 @@ class ASRModel:
             for batch in batched(short, options.batch_size):
                 waves = [sources[i].load() for i in batch]
                 for i, log_probs in zip(batch, self._emit(waves), strict=True):
-                    pieces = cut_segments(
-                        [log_probs], self._words, offset_s=0.0,
-                        seconds_per_frame=self.seconds_per_frame,
-                        min_silence_s=options.min_silence_s, max_segment_s=options.max_segment_s,
-                    )  # fmt: skip
+                    meter = transcript.BlankMeter(self.tokenizer.pad_token_id)
+                    pieces = self._pieces(meter.watch([log_probs]), 0.0, options)
                     segments = self._to_segments(pieces, word_timestamps, options)
-                    results[i] = _assemble(segments, code, routes[i][1], sources[i].duration)
+                    results[i] = transcript.assemble(
+                        segments, code, routes[i][1], sources[i].duration, options, meter
+                    )
             for i in (i for i in members if sources[i].num_samples > window):
-                long_form = self._segments(sources[i], word_timestamps, options)
-                results[i] = _assemble(long_form, code, routes[i][1], sources[i].duration)
+                meter = transcript.BlankMeter(self.tokenizer.pad_token_id)
+                long_form = self._segments(sources[i], word_timestamps, options, meter)
+                results[i] = transcript.assemble(
+                    long_form, code, routes[i][1], sources[i].duration, options, meter
+                )
         return [result for result in results if result is not None]
 
     # -- pieces ----------------------------------------------------------------------------------
 
     def _route(
         self, source: AudioSource, language: str | None, options: TranscribeOptions | None
-    ) -> tuple[str | None, float | None]:
-        """Set the adapter for ``language`` (detected when None); returns (code, LID prob.)."""
+    ) -> tuple[str | None, LanguageScores | None]:
+        """Set the adapter for ``language`` (detected when None); returns (code, LID result)."""
         if language is not None:
             return self.set_language(language), None
         if not self.languages:
             return None, None
         scores = self.detect_language(source, options)
         logger.info("detected language %s (p=%.2f)", scores.language, scores.probability)
-        return self.set_language(scores.language), scores.probability
+        return self.set_language(scores.language), scores
 
     def _segments(
-        self, source: AudioSource, word_timestamps: bool, options: TranscribeOptions
+        self,
+        source: AudioSource,
+        word_timestamps: bool,
+        options: TranscribeOptions,
+        meter: transcript.BlankMeter | None = None,
     ) -> Iterator[Segment]:
+        """Segments of the audio (its speech regions with ``vad=True``), blank mass metered."""
+        meter = meter or transcript.BlankMeter(self.tokenizer.pad_token_id)
         if options.vad:
             from mmspeech.api.vad import speech_regions
 
@@ -258,23 +274,39 @@ class ASRModel:
         pieces = (
             piece
             for start, end in regions
-            for piece in cut_segments(
-                self.emissions(source, start, end, options),
-                self._words,
-                offset_s=start / SAMPLE_RATE,
-                seconds_per_frame=self.seconds_per_frame,
-                min_silence_s=options.min_silence_s,
-                max_segment_s=options.max_segment_s,
+            for piece in self._pieces(
+                meter.watch(self.emissions(source, start, end, options)),
+                start / SAMPLE_RATE,
+                options,
             )
         )
         yield from self._to_segments(pieces, word_timestamps, options)
+
+    def _pieces(
+        self, emissions: Iterable[torch.Tensor], offset_s: float, options: TranscribeOptions
+    ) -> Iterator[Piece]:
+        """Stitched frames cut at pauses (blank or word-delimiter frames) and ``max_segment_s``."""
+        tokenizer = self.tokenizer
+        silence = {tokenizer.pad_token_id, tokenizer.word_delimiter_token_id} - {None}
+        return cut_segments(
+            emissions, self._words, offset_s=offset_s, seconds_per_frame=self.seconds_per_frame,
+            min_silence_s=options.min_silence_s, max_segment_s=options.max_segment_s,
+            silence_ids={int(i) for i in silence},
+        )  # fmt: skip
 
     def _to_segments(
         self, pieces: Any, word_timestamps: bool, options: TranscribeOptions
     ) -> Iterator[Segment]:
         decoder = self._lm_decoder(options)
-        for index, piece in enumerate(pieces):
+        index = 0
+        for piece in pieces:
             piece_: Piece = piece
+            avg_logprob, no_speech = transcript.path_scores(piece_, self.tokenizer.pad_token_id)
+            threshold = options.no_speech_threshold
+            if threshold is not None and no_speech > threshold:
+                logger.info("dropped a segment at %.2f s (no_speech_prob %.2f)",
+                            piece_.offset_s, no_speech)  # fmt: skip
+                continue
             spans = None  # the greedy path's
             start, end = piece_.words[0].start, piece_.words[-1].end
             if decoder is not None:
@@ -293,8 +325,12 @@ class ASRModel:
                 )
                 if words:
                     start, end = min(start, words[0].start), max(end, words[-1].end)
-            chars = self._chars(piece_, spans) if options.char_timestamps else ()
-            yield Segment(index, start, end, text, words, chars)
+            chars: tuple[Word, ...] = ()
+            if options.char_timestamps:
+                chars = transcript.char_words(piece_, spans, self.tokenizer, self.seconds_per_frame)
+            ratio = compression_ratio(text)
+            yield Segment(index, start, end, text, words, chars, avg_logprob, no_speech, ratio)
+            index += 1
 
     def emissions(
         self,
@@ -346,22 +382,6 @@ class ASRModel:
             offset_s,
         )
 
-    def _chars(self, piece: Piece, spans: Sequence[TokenSpan] | None = None) -> tuple[Word, ...]:
-        """Every recognised character of a segment with its frames in seconds (of the greedy
-        path unless ``spans`` gives another)."""
-        tokenizer = self.tokenizer
-        skipped = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
-        skipped.add(tokenizer.word_delimiter_token_id)
-        step, offset = self.seconds_per_frame, piece.offset_s
-        if spans is None:
-            spans = greedy_spans(piece.log_probs, tokenizer.pad_token_id)
-        return tuple(
-            Word(offset + s.start_frame * step, offset + s.end_frame * step,
-                 tokenizer.decoder[s.token_id], s.probability)
-            for s in spans
-            if s.token_id not in skipped
-        )  # fmt: skip
-
     def _lm_decoder(self, options: TranscribeOptions) -> Any:
         if options.lm_path is None and options.lm_lexicon is None:
             return None
@@ -398,37 +418,6 @@ class ASRModel:
                 self._lm = LMDecoder(labels, options.lm_path, alpha, beta, beam, lexicon=lexicon)
             self._lm_key = key
         return self._lm
-
-
-def _assemble(
-    segments: Any, language: str | None, probability: float | None, duration: float
-) -> Transcription:
-    segments = list(segments)
-    text = " ".join(segment.text for segment in segments if segment.text)
-    return Transcription(text, language, probability, duration, segments)
-
-
-def _lid_clip(source: AudioSource, options: TranscribeOptions) -> np.ndarray:
-    """The first ``lid_seconds`` of the audio; of its speech regions with ``vad=True``."""
-    limit = int(options.lid_seconds * SAMPLE_RATE)
-    if not options.vad:
-        return source.read(0, limit)
-    from mmspeech.api.vad import speech_regions
-
-    pieces: list[np.ndarray] = []
-    total = 0
-    for start, end in speech_regions(source, options):
-        pieces.append(source.read(start, min(end, start + limit - total)))
-        total += len(pieces[-1])
-        if total >= limit:
-            break
-    return np.concatenate(pieces) if pieces else source.read(0, limit)
-
-
-def _to_asr_codes(scores: LanguageScores, mapping: dict[str, str]) -> LanguageScores:
-    return LanguageScores(
-        [LanguageScore(mapping[s.code], s.name, s.probability) for s in scores.scores]
-    )
 
 
 def _lid_to_asr(lid_languages: Sequence[str], asr_languages: Sequence[str]) -> dict[str, str]:

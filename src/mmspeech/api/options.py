@@ -29,9 +29,10 @@ class TranscribeOptions:
     batch_size: int = 4  # windows (or short inputs) run through the model together
     vad: bool = False  # split on voice activity with silero-vad (extra "vad") before windowing
     vad_threshold: float = 0.5  # speech probability that starts a speech region
-    min_silence_s: float = 0.5  # VAD: silence this long ends a region; also cuts segments
+    # a pause this long (blank frames, or VAD silence) ends a segment; also ends VAD regions
+    min_silence_s: float = 0.5
     speech_pad_s: float = 0.2  # VAD: padding kept on each side of a speech region
-    max_segment_s: float = 30.0  # a segment is cut at the last word boundary beyond this
+    max_segment_s: float = 30.0  # no segment is longer: cut at the longest pause before it
     char_timestamps: bool = False  # fill Segment.chars: every recognised character, timed
     lid_model: str = DEFAULT_LID_MODEL  # checkpoint that picks the language when none is given
     lid_seconds: float = 30.0  # audio (from the start) the language is detected on
@@ -42,10 +43,18 @@ class TranscribeOptions:
     lm_alpha: float = 0.5  # LM weight
     lm_beta: float = 1.0  # word-insertion bonus
     beam_width: int = 32  # beam of the LM decoder
+    # whisper's name: drop segments whose no_speech_prob (blank mass) is above it; None keeps
+    # every segment (CTC speech is itself half blank frames: see README before setting it)
+    no_speech_threshold: float | None = None
+    min_lid_seconds: float = 1.0  # language detected on less audio is flagged low-confidence
 
     def __post_init__(self) -> None:
         _positive(self, "window_s", "batch_size", "max_segment_s", "lid_seconds", "beam_width")
-        _non_negative(self, "context_s", "min_silence_s", "speech_pad_s")
+        _non_negative(self, "context_s", "min_silence_s", "speech_pad_s", "min_lid_seconds")
+        if self.no_speech_threshold is not None and not 0.0 <= self.no_speech_threshold <= 1.0:
+            raise ConfigError(
+                f"no_speech_threshold must be in [0, 1] (or None), got {self.no_speech_threshold}."
+            )
         if 2 * self.context_s >= self.window_s:
             raise ConfigError(
                 f"context_s ({self.context_s}) must be less than half of window_s "
@@ -73,10 +82,16 @@ class AlignOptions:
     window_s: float = 30.0  # emissions are computed window by window (long audio)
     context_s: float = 5.0  # context dropped at window edges
     romanize: bool = True  # romanise with uroman when the text has characters the model lacks
+    # the transcript may cover only part of the audio: a <star> token takes the rest (MMS recipe)
+    wildcard: bool = False
+    # a mean character probability below this says the transcript does not match the audio
+    min_score: float = 0.2
 
     def __post_init__(self) -> None:
         _positive(self, "window_s")
         _non_negative(self, "context_s")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"min_score must be in [0, 1], got {self.min_score}.")
         if 2 * self.context_s >= self.window_s:
             raise ConfigError(
                 f"context_s ({self.context_s}) must be less than half of window_s "

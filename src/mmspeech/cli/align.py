@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ _DEFAULTS = AlignOptions()
 EXAMPLES = """\
   mmspeech align speech.wav --text "the quick brown fox" --language eng
   mmspeech align speech.wav --text-file speech.txt --language hin -f tsv
+  mmspeech align interview.wav --text "only this sentence" --language eng --partial
   mmspeech align book/ --language fra --output-dir timings   # book/ch1.wav + book/ch1.txt, …
 """
 
@@ -40,6 +42,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--window", type=float, default=_DEFAULTS.window_s,
                         help="seconds of audio per model window")  # fmt: skip
     parser.add_argument("--no-romanize", action="store_true", help="do not run uroman")
+    parser.add_argument("--partial", action="store_true",
+                        help="the transcript covers only part of the audio (a <star> wildcard "
+                        "takes the rest)")  # fmt: skip
     parser.add_argument("-o", "--output-dir", type=Path,
                         help="write <name>.align.<format> here (default: stdout)")  # fmt: skip
     parser.add_argument("-f", "--output-format", default="json", choices=["json", "tsv"])
@@ -77,12 +82,17 @@ def run(args: argparse.Namespace) -> int:
     asr = common.load_or_report(lambda: cached_asr(args.model, common.load_settings(args)))
     if asr is None:
         return 1
-    options = AlignOptions(window_s=args.window, romanize=not args.no_romanize)
+    options = AlignOptions(
+        window_s=args.window, romanize=not args.no_romanize, wildcard=args.partial
+    )
     names = dict(common.batched_names(files))
 
     def work(path: Path) -> None:
         transcript = given if given is not None else _sibling_transcript(path)
         alignment = align_words(asr, str(path), transcript, args.language, options)
+        if not args.quiet:
+            for warning in alignment.warnings:
+                print(f"{path}: Warning: {warning}", file=sys.stderr, flush=True)
         text = format_alignment(alignment, args.output_format)
         if args.output_dir is None:
             print(text, end="", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,14 @@ def run(args: argparse.Namespace) -> int:
     many = len(files) > 1
 
     def work(path: Path) -> None:
-        scores = lid.identify(str(path), options=options)
+        from mmspeech.api.source import open_audio
+        from mmspeech.api.transcript import flag_short_clip
+
+        source = open_audio(str(path))
+        scores = flag_short_clip(lid.identify(source, options=options), source.duration)
+        if not args.quiet:
+            for warning in scores.warnings:
+                print(f"{path}: Warning: {warning}", file=sys.stderr, flush=True)
         if args.output_dir is not None:
             args.output_dir.mkdir(parents=True, exist_ok=True)
             target = args.output_dir / f"{names[path]}.json"

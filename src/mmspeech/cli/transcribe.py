@@ -9,16 +9,20 @@ from typing import Any
 
 from mmspeech.api.options import DEFAULT_ASR_MODEL, TranscribeOptions
 from mmspeech.cli import common
+from mmspeech.errors import ConfigError
 from mmspeech.results import Transcription
-from mmspeech.writers import FORMATS, format_transcription, write_transcription
+from mmspeech.writers import FORMATS, SubtitleOptions, format_transcription, write_transcription
 
 _DEFAULTS = TranscribeOptions()
+_SUBTITLES = SubtitleOptions()
 
 EXAMPLES = """\
   mmspeech transcribe talk.mp3                        # language detected, text on stdout
   mmspeech transcribe talk.mp3 --language fra --output-format srt
   mmspeech transcribe recordings/ --output-dir out --output-format all --word-timestamps
   mmspeech transcribe lecture.wav --vad --language sw  # split on voice activity first
+  mmspeech transcribe talk.mp3 -f srt --max-line-width 42 --max-line-count 2
+  mmspeech transcribe song.wav -f vtt --highlight-words  # word-by-word karaoke cues
   mmspeech transcribe a.wav --language eng --lm words.arpa --lm-alpha 0.6
   mmspeech transcribe a.wav --language eng --lm words.arpa --lm-lexicon words.txt
   mmspeech transcribe order.wav --language eng --lm-lexicon commands.txt  # only these words
@@ -39,6 +43,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-l", "--language", "--lang", help="fra, fr or French (default: detect)")
     common.add_model_options(parser, DEFAULT_ASR_MODEL)
     add_output_options(parser)
+    add_subtitle_options(parser)
     parser.add_argument("--word-timestamps", action="store_true", help="timed words in json")
     parser.add_argument("--char-timestamps", action="store_true", help="timed characters in json")
     parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
@@ -49,6 +54,12 @@ def register(subparsers: Any) -> None:
                         help="seconds of context at window edges (decoded, dropped)")  # fmt: skip
     parser.add_argument("--max-segment", type=float, default=_DEFAULTS.max_segment_s,
                         help="longest segment in seconds")  # fmt: skip
+    parser.add_argument("--min-silence", type=float, default=_DEFAULTS.min_silence_s,
+                        help="a pause this long (seconds) ends a segment")  # fmt: skip
+    parser.add_argument("--no-speech-threshold", type=float,
+                        default=_DEFAULTS.no_speech_threshold,
+                        help="drop segments whose no_speech_prob (blank mass) is above this "
+                        "(0-1; default: keep all)")  # fmt: skip
     parser.add_argument("--vad", action="store_true", help="split on voice activity (silero-vad)")
     parser.add_argument("--lid-model", default=_DEFAULTS.lid_model,
                         help="language-ID checkpoint used without --language")  # fmt: skip
@@ -69,14 +80,32 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="transcript format")  # fmt: skip
 
 
+def add_subtitle_options(parser: argparse.ArgumentParser) -> None:
+    lines = parser.add_argument_group("subtitle lines (srt, vtt; word timestamps are turned on)")
+    lines.add_argument("--max-line-width", type=int, default=_SUBTITLES.max_line_width,
+                       help="characters per subtitle line")  # fmt: skip
+    lines.add_argument("--max-line-count", type=int, default=_SUBTITLES.max_line_count,
+                       help="lines per subtitle cue")  # fmt: skip
+    lines.add_argument("--max-words-per-line", type=int, default=_SUBTITLES.max_words_per_line,
+                       help="words per subtitle line")  # fmt: skip
+    lines.add_argument("--highlight-words", action="store_true",
+                       help="karaoke cues: each word underlined as it is spoken")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     common.setup_logging(args)
-    options = TranscribeOptions(
-        window_s=args.window, context_s=args.context, batch_size=args.batch_size, vad=args.vad,
-        max_segment_s=args.max_segment, lid_model=args.lid_model, lm_path=args.lm,
-        char_timestamps=args.char_timestamps, lm_lexicon=args.lm_lexicon,
-        lm_alpha=args.lm_alpha, lm_beta=args.lm_beta,
-    )  # fmt: skip
+    try:
+        options = TranscribeOptions(
+            window_s=args.window, context_s=args.context, batch_size=args.batch_size,
+            vad=args.vad, max_segment_s=args.max_segment, min_silence_s=args.min_silence,
+            no_speech_threshold=args.no_speech_threshold, lid_model=args.lid_model,
+            lm_path=args.lm, char_timestamps=args.char_timestamps, lm_lexicon=args.lm_lexicon,
+            lm_alpha=args.lm_alpha, lm_beta=args.lm_beta,
+        )  # fmt: skip
+        args.subtitles = subtitle_options(args)
+    except ConfigError as exc:
+        common.error(str(exc))
+        return 2
     files, missing = common.expand_inputs(args.inputs)
     if not check_output_args(args, files):
         return 2
@@ -106,13 +135,46 @@ def run(args: argparse.Namespace) -> int:
 
         with bar:
             result = asr.transcribe(
-                source, args.language, word_timestamps=args.word_timestamps, options=options,
-                on_segment=advance,
+                source, args.language, options=options, on_segment=advance,
+                word_timestamps=args.word_timestamps or args.subtitles.shapes,
             )  # fmt: skip
+        report_language(result, path, args, many=len(files) > 1)
         emit(result, path, names[path], args, many=len(files) > 1)
 
     failed = common.for_each(files, work, str, args)
     return 1 if failed or missing else 0
+
+
+def subtitle_options(args: argparse.Namespace) -> SubtitleOptions:
+    """The subtitle shaping flags (a bad value is a ConfigError naming the flag)."""
+    flags = {"max_line_width": "--max-line-width", "max_line_count": "--max-line-count",
+             "max_words_per_line": "--max-words-per-line"}  # fmt: skip
+    for name, flag in flags.items():
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be a positive whole number, got {value}.")
+    return SubtitleOptions(
+        max_line_width=args.max_line_width, max_line_count=args.max_line_count,
+        max_words_per_line=args.max_words_per_line, highlight_words=args.highlight_words,
+    )  # fmt: skip
+
+
+def report_language(
+    result: Transcription, path: Path, args: argparse.Namespace, many: bool
+) -> None:
+    """``Detected language: French (fra, 0.97)`` and the result's warnings on stderr, as
+    whisper does (not with --quiet)."""
+    if args.quiet:
+        return
+    from mmspeech.api.transcript import describe_language
+
+    prefix = f"{path}: " if many else ""
+    if result.detection is not None and result.language is not None:
+        described = describe_language(result.language, result.language_probability)
+        print(f"{prefix}Detected language: {described}", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"{prefix}Warning: {warning}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def check_output_args(args: argparse.Namespace, files: list[Path]) -> bool:
@@ -135,10 +197,14 @@ def emit(
     if args.output_dir is not None:
         formats = FORMATS if args.output_format == "all" else (args.output_format,)
         for fmt in formats:
-            write_transcription(result, args.output_dir / f"{stem}.{fmt}", fmt)
+            write_transcription(
+                result, args.output_dir / f"{stem}.{fmt}", fmt, getattr(args, "subtitles", None)
+            )
         return
     if args.output_format == "txt":
         print(f"{path}\t{result.text}" if many else result.text)
     else:
-        sys.stdout.write(format_transcription(result, args.output_format))
+        sys.stdout.write(
+            format_transcription(result, args.output_format, getattr(args, "subtitles", None))
+        )
     sys.stdout.flush()

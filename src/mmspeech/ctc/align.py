@@ -12,15 +12,18 @@ done in blocks within a fixed budget, so an hour of audio aligns in bounded memo
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from mmspeech.ctc.decode import TokenSpan, as_log_probs, runs
 from mmspeech.errors import AlignmentError
 
 MAX_BACKPOINTER_BYTES = 256 * 2**20  # one byte per (frame, state); beyond it, blocks (see below)
+STAR_FACTOR = 0.5  # the wildcard's probability on a frame, relative to the frame's best label
 
 
 def min_frames(targets: Sequence[int]) -> int:
@@ -126,6 +129,7 @@ def forced_align(
     targets: Any,
     blank_id: int,
     *,
+    wildcard: bool = False,
     max_backpointer_bytes: int = MAX_BACKPOINTER_BYTES,
 ) -> list[TokenSpan]:
     """Place each target token on the frames of the best CTC path.
@@ -134,6 +138,13 @@ def forced_align(
         log_probs: ``(T, V)`` log-probabilities (or logits), tensor or array.
         targets: ``(L,)`` token ids of the transcript (no blanks), list, tensor or array.
         blank_id: the CTC blank.
+        wildcard: the transcript may cover only part of the audio. A ``<star>`` token that
+            matches any frame (as in the MMS alignment recipe) is put before and after the
+            targets: it takes the audio the transcript does not speak, so the targets land
+            where they are spoken (the star takes at least a frame at each end). The recipe
+            gives the star probability 1 on every frame, which squeezes the edge tokens to their
+            single best frame; here it gets the frame's best label at :data:`STAR_FACTOR` of its
+            probability, so a token keeps the frames where it is (nearly) the best label.
         max_backpointer_bytes: memory bound of the search, see :func:`viterbi_path`.
 
     Returns:
@@ -144,16 +155,50 @@ def forced_align(
         AlignmentError: see :func:`viterbi_path`.
     """
     scores = as_log_probs(log_probs)
-    states, _ = viterbi_path(scores, targets, blank_id, max_backpointer_bytes=max_backpointer_bytes)
     ids = _as_ids(targets)
+    path_scores, path_targets = scores, ids
+    if wildcard:
+        star = scores.shape[1]  # one more label: any label, a little less likely
+        best = scores.max(dim=-1, keepdim=True).values  # (T, 1)
+        path_scores = torch.cat([scores, best + math.log(STAR_FACTOR)], dim=1)
+        path_targets = [star, *ids, star]
+    states, _ = viterbi_path(
+        path_scores, path_targets, blank_id, max_backpointer_bytes=max_backpointer_bytes
+    )  # (log_softmax over the extra column shifts all states of a frame alike: same best path)
     spans = []
     for state, start, end in runs(states.tolist()):
         if state % 2 == 1:
-            token = ids[(state - 1) // 2]
+            token = path_targets[(state - 1) // 2]
+            if wildcard and token == star:
+                continue
             probability = float(scores[start:end, token].exp().mean())
             spans.append(TokenSpan(token, start, end, probability))
     assert len(spans) == len(ids), "a Viterbi path visits every token state once"
     return spans
+
+
+def alignment_score(
+    log_probs: Any, spans: Sequence[TokenSpan], blank_id: int, wildcard: bool = False
+) -> float:
+    """How well an alignment explains the audio, in (0, 1].
+
+    ``exp(-mean gap)``, the gap being, per frame, the log-probability of the frame's best label
+    minus that of the label the alignment gives it (the span's token, else the blank). The
+    frames are all of them, or with ``wildcard`` (as passed to :func:`forced_align`) those from
+    the first token to the last (the star takes the rest for free). 1 when the alignment
+    follows the greedy path; towards 0 when the transcript forces labels the model does not
+    hear (other words, or a partial transcript aligned without the wildcard).
+    """
+    if not spans:
+        return 0.0
+    scores = as_log_probs(log_probs)
+    first, last = (spans[0].start_frame, spans[-1].end_frame) if wildcard else (0, len(scores))
+    path = scores[first:last, blank_id].clone()  # (F,)
+    for span in spans:
+        frames = slice(span.start_frame - first, span.end_frame - first)
+        path[frames] = scores[span.start_frame : span.end_frame, span.token_id]
+    gap = scores[first:last].max(dim=-1).values - path
+    return float(torch.exp(-gap.mean()))
 
 
 def _as_ids(targets: Any) -> list[int]:

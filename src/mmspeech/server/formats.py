@@ -66,12 +66,14 @@ def verbose_json(t: Transcription, words: bool, task: str = "transcribe") -> dic
                 "text": segment.text,
                 "tokens": [],
                 "temperature": 0.0,
-                "avg_logprob": 0.0,
-                "compression_ratio": 0.0,
-                "no_speech_prob": 0.0,
+                "avg_logprob": segment.avg_logprob,
+                "compression_ratio": segment.compression_ratio,
+                "no_speech_prob": segment.no_speech_prob,
             }
             for segment in t.segments
         ],
+        "language_detection": None if t.detection is None else t.detection.to_dict(),
+        "warnings": list(t.warnings),
     }
     if words:
         body["words"] = [

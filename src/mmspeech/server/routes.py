@@ -7,6 +7,7 @@ is not loaded yet, and hands inference to the scheduler; nothing heavy runs on t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -200,7 +201,7 @@ async def transcriptions(
         state.settings.request_timeout,
     )
     if probability is not None:
-        result.language_probability = probability
+        result = dataclasses.replace(result, language_probability=probability)
     return _respond(*transcript_body(result, response_format, words))
 
 
