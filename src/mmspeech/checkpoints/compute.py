@@ -19,8 +19,10 @@ language, so an adapter switch on a quantised base equals quantising after the s
 embeddings, the feature encoder's convolutions and the positional convolution.
 
 ``auto`` picks, per device, the fastest type that meets the accuracy bounds measured by
-``benchmarks/precision.py`` (see the README): int8 on x86 CPUs with VNNI, else bfloat16 where
-the CPU computes it natively, else float32; float16 on CUDA GPUs.
+``benchmarks/precision.py`` and ``benchmarks/compute_types.py`` (see the README): bfloat16
+where the CPU computes it natively (2.2x the reference's float32 on a 2-core AVX512-BF16/AMX
+Xeon, int8 1.7x there), else int8 on CPUs with int8 dot products (VNNI, Arm dotprod), else
+float32; float16 on CUDA GPUs.
 """
 
 from __future__ import annotations
@@ -97,10 +99,10 @@ def resolve_compute_type(compute_type: str | None, device: torch.device) -> str:
         if device.type == "cuda":
             major, _ = torch.cuda.get_device_capability(device)
             return "float16" if major >= 7 else "float32"
-        if device.type == "cpu":
-            if cpu_has_int8_dot():
-                return "int8"
-            return "bfloat16" if cpu_has_bf16() else "float32"
+        if device.type == "cpu":  # measured: benchmarks/compute_types.py (README)
+            if cpu_has_bf16():
+                return "bfloat16"
+            return "int8" if cpu_has_int8_dot() else "float32"
         return "float32"
     if compute_type == "int8_float32":
         return "int8"
