@@ -26,7 +26,7 @@ def asr(mms_dir):
 
 
 @pytest.fixture
-def lid_fra(tmp_path):
+def lid_fra(tmp_path, oracle):
     return build_lid_checkpoint(tmp_path / "lid-fra", favour="fra")
 
 

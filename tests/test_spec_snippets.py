@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import torch
-from conftest import LETTERS, MMS, max_diff, reference_model, speech, transformers
+from conftest import LETTERS, MMS, max_diff, reference_model, speech
+
+pytestmark = pytest.mark.oracle
+transformers = pytest.importorskip("transformers", reason="transformers is the test oracle")
 
 
 def test_spec_asr_snippet(mms_dir):

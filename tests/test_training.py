@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import MMS, TINY, max_diff, transformers
+from conftest import MMS, TINY, max_diff
 
 from mmspeech.models.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
@@ -80,7 +80,7 @@ def tiny_ctc(
 # -- adapter fine-tuning -----------------------------------------------------------------------
 
 
-def test_adapter_finetune_lowers_loss_and_loads_in_mmspeech_and_reference(mms_dir):
+def test_adapter_finetune_lowers_loss_and_loads_in_mmspeech_and_reference(mms_dir, oracle):
     data = tone_utterances(TEXTS)
     history: list = []
     result = train_adapter(mms_dir, "xyz", data, data[:2], fast(max_steps=20),
@@ -99,7 +99,7 @@ def test_adapter_finetune_lowers_loss_and_loads_in_mmspeech_and_reference(mms_di
     inputs = torch.from_numpy(data[0].waveform)[None]
     ours = Wav2Vec2ForCTC.from_pretrained(mms_dir)
     ours.load_adapter("xyz")
-    theirs = transformers.Wav2Vec2ForCTC.from_pretrained(mms_dir)
+    theirs = oracle.Wav2Vec2ForCTC.from_pretrained(mms_dir)
     theirs.load_adapter("xyz")
     theirs.eval()
     with torch.no_grad():
@@ -235,7 +235,7 @@ def test_ctc_evaluation_reports_cer_and_wer():
 # -- language ID and encoder-decoder -----------------------------------------------------------
 
 
-def test_lid_training_lowers_the_loss_and_saves_id2label(tmp_path, make_checkpoint):
+def test_lid_training_lowers_the_loss_and_saves_id2label(tmp_path, make_checkpoint, oracle):
     _, encoder_dir = make_checkpoint("mms")
     low = tone_utterances(["a", "a", "a", "a"], seed=1)
     high = tone_utterances(["d", "d", "d", "d"], seed=2)
@@ -255,7 +255,7 @@ def test_lid_training_lowers_the_loss_and_saves_id2label(tmp_path, make_checkpoi
     assert result.metrics["accuracy"] == 1.0
     for key, tensor in model.base.state_dict().items():  # the encoder stayed frozen
         assert torch.equal(tensor, before[key]), key
-    reference = transformers.Wav2Vec2ForSequenceClassification.from_pretrained(tmp_path / "lid")
+    reference = oracle.Wav2Vec2ForSequenceClassification.from_pretrained(tmp_path / "lid")
     assert reference.config.id2label == {0: "eng", 1: "fra"}
     inputs = torch.from_numpy(data[0].waveform)[None]
     model.eval()
