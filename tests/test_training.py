@@ -184,10 +184,17 @@ def test_same_seed_same_weights_and_bf16_runs():
         Trainer(model, CTCTask(vocab), data, (), fast(max_steps=3)).train()
         weights.append(model.lm_head.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
-    model = tiny_ctc(len(vocab))
-    history = Trainer(model, CTCTask(vocab), data, (), fast(max_steps=2, bf16=True)).train()
-    assert all(np.isfinite(p.loss) for p in history)
-    assert model.lm_head.weight.dtype == torch.float32
+    for bf16 in (True, False):
+        model = tiny_ctc(len(vocab))
+        head_dtypes: list[torch.dtype] = []  # what the head computes in: autocast ran or not
+        model.lm_head.register_forward_hook(
+            lambda m, i, out, seen=head_dtypes: seen.append(out.dtype)
+        )
+        history = Trainer(model, CTCTask(vocab), data, (), fast(max_steps=2, bf16=bf16)).train()
+        assert all(np.isfinite(p.loss) for p in history)
+        assert model.lm_head.weight.dtype == torch.float32  # the weights stay float32
+        expected = torch.bfloat16 if bf16 else torch.float32
+        assert len(head_dtypes) >= 2 and set(head_dtypes) == {expected}, bf16
 
 
 def test_training_flushes_denormal_floats_unless_told_not_to():
@@ -463,7 +470,7 @@ def test_cli_bf16_flags(monkeypatch, caplog, tmp_path):
     def parse(*flags: str) -> argparse.Namespace:
         parser = argparse.ArgumentParser()
         parser.add_argument("checkpoint")
-        cli._add_common(parser, steps=10, lr=1e-3)
+        cli._add_common(parser, "adapter")
         return parser.parse_args(["--train", "t.tsv", *flags])
 
     # a flag, so it never swallows the checkpoint that follows it

@@ -94,7 +94,7 @@ def train_ctc(
 ) -> TrainResult:
     """Train every weight of a CTC model (the conv feature encoder optionally frozen) and save
     it with a flat ``vocab.json`` and processor files in ``output_dir``."""
-    options = options or TrainOptions()
+    options = options or TrainOptions.for_ctc()
     if model.lm_head.out_features != len(vocab):
         raise ConfigError(
             f"The model's head has {model.lm_head.out_features} outputs, the vocabulary "
@@ -180,7 +180,7 @@ def train_adapter(
         lang: the language code to write (e.g. ``"fra"``).
         vocab: the character vocabulary; built from the transcripts when None.
     """
-    options = options or TrainOptions()
+    options = options or TrainOptions.for_adapter()
     directory = Path(checkpoint)
     if not directory.is_dir():
         raise DatasetError(
@@ -254,7 +254,7 @@ def train_lid(
 ) -> TrainResult:
     """Train a classification head (and the encoder unless ``freeze_base``) on labelled
     utterances; saves the model with ``id2label`` and a feature-extractor config."""
-    options = options or TrainOptions()
+    options = options or TrainOptions.for_lid()
     if model.config.id2label is None:
         raise ConfigError("The LID model needs config.id2label (class index -> language code).")
     if freeze_base:
