@@ -295,6 +295,7 @@ def test_progress_bars_only_on_a_terminal(capsys, monkeypatch, mms_dir, clips):
     # the files bar, on "a terminal" (its last 2/2 frame is drawn only if tqdm's refresh interval
     # has passed, so look for the bar itself)
     assert code == 0 and "/2 [" in err and "file/s" in err
+    assert "audio s/s" in err  # each file's bar counts seconds of audio, not "s/s"
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     code, out, err = run(capsys, *args, "--quiet")
     assert code == 0 and err == "" and len(out.splitlines()) == 2

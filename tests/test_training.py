@@ -485,3 +485,63 @@ def test_cli_bf16_flags(monkeypatch, caplog, tmp_path):
     assert "no native bfloat16" in caplog.text
     monkeypatch.setattr(loop, "_cpu_flags", lambda: {"avx512_bf16"})
     assert cli._bf16(parse("--bf16-auto", "./ckpt")) is True
+
+
+# -- files on disk: atomic, with permissions, verified ----------------------------------------
+
+
+def test_train_adapter_replaces_checkpoint_files_atomically_with_their_permissions(tmp_path):
+    from mmspeech.demo import demo_checkpoint
+    from mmspeech.training.vocab import write_language_vocab
+
+    directory = tmp_path / "ckpt"
+    shutil.copytree(demo_checkpoint("asr"), directory)
+    for path in directory.iterdir():
+        path.chmod(0o644)
+    vocab_path = directory / "vocab.json"
+    before = json.loads(vocab_path.read_text())
+    with open(vocab_path, encoding="utf-8") as reader:  # opened before the update
+        train_adapter(directory, "xyz", tone_utterances(TEXTS), options=fast(max_steps=1))
+        # replaced, not rewritten in place: a reader (or a kill) never sees half a file
+        assert json.loads(reader.read()) == before
+    after = json.loads(vocab_path.read_text())
+    assert set(after) == {*before, "xyz"} and all(after[k] == before[k] for k in before)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()}
+    assert modes["adapter.xyz.safetensors"] == modes["vocab.json"] == 0o644, modes
+    assert not [p.name for p in directory.iterdir() if p.name.startswith(".")]
+    vocab_path.chmod(0o640)
+    write_language_vocab(directory, "xyz", after["xyz"])
+    assert vocab_path.stat().st_mode & 0o777 == 0o640  # kept
+
+
+def test_a_damaged_training_state_is_detected_and_the_previous_one_used(tmp_path, caplog):
+    from mmspeech.errors import CheckpointError
+    from mmspeech.training.state import resume_state, state_problem
+
+    data, vocab = tone_utterances(TEXTS), build_vocab(TEXTS)
+    options = fast(max_steps=4, checkpoint_every=1)
+
+    def run(work: Path | None, stop_at: int | None = None) -> Wav2Vec2ForCTC:
+        model = tiny_ctc(len(vocab))
+        trainer = Trainer(model, CTCTask(vocab), data, (), options, work)
+        trainer.train(resume=True, callback=lambda p: p.step == stop_at)
+        return model
+
+    whole = run(None)
+    run(tmp_path, stop_at=3)
+    state = tmp_path / "trainer_state.pt"
+    previous = tmp_path / "trainer_state.previous.pt"
+    assert state.is_file() and previous.is_file()
+    damaged = bytearray(state.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01  # one flipped bit in the weights
+    state.write_bytes(bytes(damaged))
+    with caplog.at_level("WARNING", logger="mmspeech.training.state"):
+        assert resume_state(tmp_path) == previous
+    assert "SHA-256 differs" in caplog.text
+    resumed = run(tmp_path)  # from step 2, exactly: the same weights as never stopping
+    assert torch.equal(resumed.lm_head.weight, whole.lm_head.weight)
+    assert state_problem(state) is None and state_problem(previous) is None  # damage not kept
+    state.write_bytes(b"")
+    previous.unlink()
+    with pytest.raises(CheckpointError, match=r"empty \(0 bytes\)"):
+        resume_state(tmp_path)

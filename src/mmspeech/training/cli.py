@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmspeech.cli import common
 from mmspeech.errors import MmspeechError
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 ADAPTER_EXAMPLES = """examples:
   # a new language on an MMS checkpoint: writes adapter.xyz.safetensors + vocab.json entry
   mmspeech train-adapter ./mms-1b-all --lang xyz --train recordings.tsv --steps 500
-  # a folder of clips with same-name .txt transcripts, 10%% held out for CER/WER
+  # a folder of clips with same-name .txt transcripts, 10% held out for CER/WER
   mmspeech train-adapter ./my-mms --lang fra --train clips/ --eval-fraction 0.1
   # continue an interrupted run exactly where it stopped
   mmspeech train-adapter ./my-mms --lang fra --train clips/ --work-dir runs/fra --resume
@@ -54,21 +55,23 @@ def _add_common(parser: argparse.ArgumentParser, recipe: str) -> None:
                       help="manifest (.csv/.tsv/.jsonl: audio + text columns) or folder of "
                       "audio files with same-name .txt transcripts")  # fmt: skip
     data.add_argument("--eval", type=Path, help="held-out manifest for CER/WER or accuracy")
-    data.add_argument("--eval-fraction", type=float, default=0.0,
+    data.add_argument("--eval-fraction", type=common.fraction, default=0.0,
                       help="hold out this fraction of --train instead (default: none)")  # fmt: skip
     run = parser.add_argument_group("training")
-    run.add_argument("--steps", type=int, default=defaults.max_steps,
+    run.add_argument("--steps", type=common.positive_int, default=defaults.max_steps,
                      help=f"optimizer steps (default {defaults.max_steps})")  # fmt: skip
-    run.add_argument("--lr", type=float, default=defaults.learning_rate,
+    run.add_argument("--lr", type=common.positive_float, default=defaults.learning_rate,
                      help=f"peak learning rate (default {defaults.learning_rate:g})")  # fmt: skip
-    run.add_argument("--warmup", type=int, default=defaults.warmup_steps,
+    run.add_argument("--warmup", type=common.non_negative_int, default=defaults.warmup_steps,
                      help=f"warm-up steps (default {defaults.warmup_steps})")  # fmt: skip
-    run.add_argument("--batch-seconds", type=float, default=defaults.batch_seconds,
+    run.add_argument("--batch-seconds", type=common.positive_float, default=defaults.batch_seconds,
                      help="seconds of audio per batch, padding included "
                      f"(default {defaults.batch_seconds:g})")  # fmt: skip
-    run.add_argument("--grad-accum", type=int, default=defaults.grad_accumulation,
+    run.add_argument("--grad-accum", type=common.positive_int, default=defaults.grad_accumulation,
                      help="batches per optimizer step")  # fmt: skip
-    run.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    run.add_argument(
+        "--weight-decay", type=common.non_negative_float, default=defaults.weight_decay
+    )
     precision = run.add_mutually_exclusive_group()
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     precision.add_argument("--bf16-auto", action="store_true",
@@ -77,12 +80,14 @@ def _add_common(parser: argparse.ArgumentParser, recipe: str) -> None:
     run.add_argument("--augment", action="store_true",
                      help="vary each training waveform: speed 0.9-1.1, gain, noise")  # fmt: skip
     run.add_argument("--seed", type=int, default=defaults.seed)
-    run.add_argument("--eval-every", type=int, default=defaults.eval_every,
+    run.add_argument("--eval-every", type=common.non_negative_int, default=defaults.eval_every,
                      help="evaluate every N steps (default: only at the end)")  # fmt: skip
     run.add_argument("--device", default=defaults.device, help="torch device (cpu, cuda, …)")
+    common.add_threads(run)
     run.add_argument("--work-dir", type=Path,
                      help="where resumable checkpoints go (default: none are written)")  # fmt: skip
-    run.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+    run.add_argument("--checkpoint-every", type=common.non_negative_int,
+                     default=defaults.checkpoint_every,
                      help="steps between resumable checkpoints in --work-dir "
                      f"(default {defaults.checkpoint_every})")  # fmt: skip
     run.add_argument("--resume", action="store_true", help="continue from --work-dir")
@@ -158,6 +163,7 @@ def _guard(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
 
         # before torch starts its worker threads, so that they inherit it (TrainOptions)
         torch.set_flush_denormal(True)
+        common.apply_threads(args)
         try:
             return run(args)
         except MmspeechError as exc:

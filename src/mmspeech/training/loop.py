@@ -9,6 +9,7 @@ resumed ends with exactly the weights of a run that was not.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -22,13 +23,20 @@ from torch import nn
 
 from mmspeech.api.options import SAMPLE_RATE
 from mmspeech.errors import CheckpointError, ConfigError, DatasetError
+from mmspeech.files import atomic_write_text
 from mmspeech.training.augment import Augmentation
 from mmspeech.training.batching import bucketed_batches
 from mmspeech.training.data import Utterance
+from mmspeech.training.state import (
+    STATE_FILE,
+    checksum_file,
+    previous_state,
+    resume_state,
+    sha256,
+    state_problem,
+)
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "trainer_state.pt"
 
 
 def native_bf16(device: str = "cpu") -> bool:
@@ -295,8 +303,9 @@ class Trainer:
             resume: continue from ``output_dir/trainer_state.pt`` if it exists.
             callback: called after every step with a :class:`Progress`.
         """
-        if resume and self.output_dir is not None and (self.output_dir / STATE_FILE).is_file():
-            self.load_state(self.output_dir / STATE_FILE)
+        state = resume_state(self.output_dir) if resume and self.output_dir is not None else None
+        if state is not None:
+            self.load_state(state)
         elif self.step == 0:
             _seed_everything(self.options.seed)
         options = self.options
@@ -386,11 +395,26 @@ class Trainer:
         }
         partial = path.with_suffix(".partial")
         torch.save(state, partial)
+        digest = sha256(partial)
+        if state_problem(path) is None:  # an intact previous state: the fallback of a damaged one
+            previous = previous_state(path)
+            os.replace(path, previous)
+            os.replace(checksum_file(path), checksum_file(previous))
         partial.replace(path)  # a crash while writing never leaves a broken checkpoint
+        atomic_write_text(checksum_file(path), f"{digest}  {path.name}\n")
         logger.info("Checkpoint at step %d written to %s", self.step, path)
 
     def load_state(self, path: str | Path) -> None:
-        """Restore a :meth:`save_state` checkpoint (strict: the model must be the same)."""
+        """Restore a :meth:`save_state` checkpoint (strict: the model must be the same).
+
+        Raises:
+            CheckpointError: the file is empty, unreadable, or not what :meth:`save_state`
+                wrote (its SHA-256 differs from the one stored beside it).
+        """
+        path = Path(path)
+        problem = state_problem(path)
+        if problem is not None:
+            raise CheckpointError(f"Cannot resume from {path}: {problem}.")
         try:
             state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
