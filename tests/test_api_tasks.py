@@ -15,6 +15,7 @@ from conftest import espeak
 from mmspeech import SynthesisOptions, TranscribeOptions, load_asr, load_speech2text, load_tts
 from mmspeech.api.tts import split_sentences
 from mmspeech.cli import main
+from mmspeech.ctc.lm import LMDecoder
 from mmspeech.errors import ConfigError, EmptyTextError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -150,8 +151,18 @@ def test_lm_decoding(mms_dir, tmp_path):
     audio = espeak("the the the")
     plain = asr.transcribe(audio, "eng")
     with_lm = asr.transcribe(audio, "eng", options=TranscribeOptions(lm_path=str(arpa)))
-    assert with_lm.segments and isinstance(with_lm.text, str)
-    assert [s.start for s in with_lm.segments] == [s.start for s in plain.segments]
+    assert with_lm.segments and [s.start for s in with_lm.segments] == [
+        s.start for s in plain.segments
+    ]
+    # one segment, so its text is the LM beam search's over all the emissions
+    defaults = TranscribeOptions()
+    decoder = LMDecoder(
+        [asr.tokenizer.decoder[i] for i in range(len(asr.tokenizer.decoder))], arpa,
+        defaults.lm_alpha, defaults.lm_beta, defaults.beam_width,
+    )  # fmt: skip
+    assert len(plain.segments) == 1
+    assert with_lm.text == decoder.decode(torch.cat(list(asr.emissions(audio))))
+    assert with_lm.text != plain.text  # the LM changed the transcript
     # timestamps of the words the LM chose, from the CTC path that spells them
     options = TranscribeOptions(lm_path=str(arpa), char_timestamps=True)
     timed = asr.transcribe(audio, "eng", word_timestamps=True, options=options)
