@@ -151,9 +151,7 @@ def setup_logging(args: argparse.Namespace) -> None:
     """Logging level from --quiet/--verbose (records go around a progress bar on the screen);
     download bars of the hub only on a terminal; ``--threads``."""
     level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
-    handler = _BarAwareHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    log_to_stderr(level)
     apply_threads(args)
     if not show_progress(args):
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub is imported
@@ -161,6 +159,13 @@ def setup_logging(args: argparse.Namespace) -> None:
             from huggingface_hub.utils import disable_progress_bars
 
             disable_progress_bars()
+
+
+def log_to_stderr(level: int) -> None:
+    """Log records of ``level`` and above to stderr, around any progress bar on the screen."""
+    handler = _BarAwareHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 class _BarAwareHandler(logging.StreamHandler):

@@ -164,6 +164,8 @@ def _guard(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
         # before torch starts its worker threads, so that they inherit it (TrainOptions)
         torch.set_flush_denormal(True)
         common.apply_threads(args)
+        if not logging.getLogger().handlers:  # warnings go around the progress bar
+            common.log_to_stderr(logging.WARNING)
         try:
             return run(args)
         except MmspeechError as exc:
@@ -303,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmspeech")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    common.log_to_stderr(logging.INFO)
     return int(args.run(args))
 
 
