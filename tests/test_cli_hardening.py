@@ -83,7 +83,7 @@ def test_outputs_are_atomic(capsys, demo, tmp_path, monkeypatch):
         _umask()
     )
 
-    def broken(result, fmt):
+    def broken(*args):
         raise OSError("No space left on device")
 
     monkeypatch.setattr("mmspeech.cli.transcribe.format_transcription", broken)
