@@ -1,10 +1,19 @@
-"""Shared fixtures: tiny reference checkpoints built with transformers (the test oracle)."""
+"""Shared fixtures: tiny reference checkpoints built with transformers (the test oracle).
+
+transformers is the oracle: tests import it, the mmspeech package never does. A test that needs it
+is marked ``oracle`` — by hand (``@pytest.mark.oracle``, or ``pytestmark`` for a whole module) or
+automatically when it uses an oracle-built fixture (:data:`ORACLE_FIXTURES`) — and the rest of the
+suite runs without it: ``MMSPEECH_TEST_WITHOUT_ORACLE=1 pytest -m "not oracle"`` blocks the import
+of transformers and fails any unmarked test that still reaches for it (scripts/test.sh runs this).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +22,62 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-# transformers is the oracle: tests import it, the mmspeech package never does.
-transformers = pytest.importorskip("transformers")
+WITHOUT_ORACLE = os.environ.get("MMSPEECH_TEST_WITHOUT_ORACLE") == "1"
+if WITHOUT_ORACLE:
+    sys.modules["transformers"] = None  # type: ignore[assignment]  # makes `import` raise
 logging.getLogger("transformers").setLevel(logging.ERROR)
+
+# Fixtures built by the oracle: a test using one is marked ``oracle`` automatically.
+ORACLE_FIXTURES = frozenset({"oracle", "make_checkpoint", "mms_dir", "server_models"})
+
+
+def oracle() -> Any:
+    """The transformers module; skips the calling test when it is not installed."""
+    return pytest.importorskip("transformers", reason="transformers is the test oracle")
+
+
+@pytest.fixture(name="oracle", scope="session")
+def oracle_fixture() -> Any:
+    """The transformers module (skips the test without it)."""
+    return oracle()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ORACLE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.oracle)
+
+
+def _needs_oracle(report: pytest.CollectReport | pytest.TestReport) -> bool:
+    return report.skipped and "transformers" in str(report.longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Without the oracle, an unmarked test that skips for want of transformers fails instead:
+    the non-oracle subset must not shrink silently."""
+    outcome = yield
+    report = outcome.get_result()
+    if WITHOUT_ORACLE and _needs_oracle(report) and item.get_closest_marker("oracle") is None:
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} needs transformers but is not marked oracle"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """The same for a module skipped at import: its ``pytestmark`` must name ``oracle``."""
+    outcome = yield
+    report = outcome.get_result()
+    path = getattr(collector, "path", None)
+    if (
+        WITHOUT_ORACLE
+        and isinstance(collector, pytest.Module)
+        and _needs_oracle(report)
+        and path is not None
+        and "pytest.mark.oracle" not in path.read_text()
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"{collector.nodeid} needs transformers but is not marked oracle"
 
 
 @pytest.fixture(autouse=True)
@@ -96,6 +158,7 @@ def perturb(model: torch.nn.Module, seed: int = 0) -> None:
 
 def reference_model(family: str, head: str, seed: int = 0, **changes: Any) -> Any:
     """A tiny, perturbed, eval-mode transformers model."""
+    transformers = oracle()
     config_class = (
         transformers.Wav2Vec2Config if family == "wav2vec2" else transformers.HubertConfig
     )
@@ -158,6 +221,7 @@ def vocab_for(letters: list[str]) -> dict[str, int]:
 
 def build_mms_checkpoint(directory: Path) -> Path:
     """A complete MMS-style ASR checkpoint: base + adapters + nested vocab + processor files."""
+    transformers = oracle()
     sizes = {lang: len(SPECIALS) + len(letters) for lang, letters in LETTERS.items()}
     base = reference_model("wav2vec2", "ctc", seed=0, vocab_size=sizes["eng"], **MMS)
     base.save_pretrained(directory)
@@ -193,6 +257,7 @@ def build_lid_checkpoint(
     directory: Path, favour: str, labels: tuple[str, ...] = ("eng", "fra", "deu")
 ) -> Path:
     """A tiny language-ID checkpoint whose head always picks ``favour`` (deterministic routing)."""
+    transformers = oracle()
     config = transformers.Wav2Vec2Config(**TINY)
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: index for index, label in enumerate(labels)}

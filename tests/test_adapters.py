@@ -25,7 +25,7 @@ def adapter_tensors(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture
-def mms_checkpoint(tmp_path):
+def mms_checkpoint(tmp_path, oracle):
     """An MMS-style checkpoint: base weights (English head, 12 symbols) + eng/fra/deu adapters."""
     reference = reference_model("wav2vec2", "ctc", seed=0, **MMS)
     directory = tmp_path / "mms-tiny"

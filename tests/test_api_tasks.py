@@ -10,20 +10,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import espeak, transformers
+from conftest import espeak
 
 from mmspeech import SynthesisOptions, TranscribeOptions, load_asr, load_speech2text, load_tts
 from mmspeech.api.tts import split_sentences
 from mmspeech.cli import main
+from mmspeech.ctc.lm import LMDecoder
 from mmspeech.errors import ConfigError, EmptyTextError
-from test_speech_encoder_decoder import reference_seq2seq
-from test_vits_pipeline import tts_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def tts_dir(tmp_path_factory):
+def tts_dir(tmp_path_factory, oracle):
+    from test_vits_pipeline import tts_checkpoint
+
     return tts_checkpoint(tmp_path_factory.mktemp("mms-tts-eng"), "eng", False, seed=0)
 
 
@@ -79,8 +80,10 @@ def test_speak_command(tts_dir, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def s2t_dir(tmp_path_factory):
+def s2t_dir(tmp_path_factory, oracle):
     """A tiny wav2vec2 + BART checkpoint with a 16-word vocab.json and a feature extractor."""
+    from test_speech_encoder_decoder import reference_seq2seq
+
     directory = tmp_path_factory.mktemp("s2t")
     reference = reference_seq2seq("w2v2-bart-proj", seed=0)
     with torch.no_grad():  # the random model would emit only specials: make words win
@@ -88,14 +91,14 @@ def s2t_dir(tmp_path_factory):
     reference.save_pretrained(directory)
     words = ["<s>", "<pad>", "</s>", *[f"▁w{i}" for i in range(13)]]
     (directory / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(words)}))
-    transformers.Wav2Vec2FeatureExtractor().save_pretrained(directory)
+    oracle.Wav2Vec2FeatureExtractor().save_pretrained(directory)
     return directory, reference, words
 
 
-def test_translate_matches_the_reference_decode(s2t_dir, tmp_path, capsys):
+def test_translate_matches_the_reference_decode(s2t_dir, tmp_path, capsys, oracle):
     directory, reference, words = s2t_dir
     audio = espeak("good morning")
-    features = transformers.Wav2Vec2FeatureExtractor()(audio, sampling_rate=16_000,
+    features = oracle.Wav2Vec2FeatureExtractor()(audio, sampling_rate=16_000,
                                                        return_tensors="pt")  # fmt: skip
     ids = reference.generate(features.input_values, max_new_tokens=8)[0].tolist()
     expected = " ".join(words[i].lstrip("▁") for i in ids if i > 2)
@@ -148,8 +151,18 @@ def test_lm_decoding(mms_dir, tmp_path):
     audio = espeak("the the the")
     plain = asr.transcribe(audio, "eng")
     with_lm = asr.transcribe(audio, "eng", options=TranscribeOptions(lm_path=str(arpa)))
-    assert with_lm.segments and isinstance(with_lm.text, str)
-    assert [s.start for s in with_lm.segments] == [s.start for s in plain.segments]
+    assert with_lm.segments and [s.start for s in with_lm.segments] == [
+        s.start for s in plain.segments
+    ]
+    # one segment, so its text is the LM beam search's over all the emissions
+    defaults = TranscribeOptions()
+    decoder = LMDecoder(
+        [asr.tokenizer.decoder[i] for i in range(len(asr.tokenizer.decoder))], arpa,
+        defaults.lm_alpha, defaults.lm_beta, defaults.beam_width,
+    )  # fmt: skip
+    assert len(plain.segments) == 1
+    assert with_lm.text == decoder.decode(torch.cat(list(asr.emissions(audio))))
+    assert with_lm.text != plain.text  # the LM changed the transcript
     # timestamps of the words the LM chose, from the CTC path that spells them
     options = TranscribeOptions(lm_path=str(arpa), char_timestamps=True)
     timed = asr.transcribe(audio, "eng", word_timestamps=True, options=options)
@@ -182,12 +195,12 @@ def test_lm_decoding(mms_dir, tmp_path):
         asr.transcribe(audio, "eng", options=TranscribeOptions(lm_lexicon=str(empty)))
 
 
-def test_translate_uses_the_checkpoints_text_tokenizer(s2t_dir, tmp_path):
+def test_translate_uses_the_checkpoints_text_tokenizer(s2t_dir, tmp_path, oracle):
     tokenizers = pytest.importorskip("tokenizers")
     _, reference, words = s2t_dir
     with_json = tmp_path / "s2t-json"
     reference.save_pretrained(with_json)
-    transformers.Wav2Vec2FeatureExtractor().save_pretrained(with_json)
+    oracle.Wav2Vec2FeatureExtractor().save_pretrained(with_json)
     vocab = {w.lstrip("▁"): i for i, w in enumerate(words)}
     tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
     tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
@@ -195,7 +208,7 @@ def test_translate_uses_the_checkpoints_text_tokenizer(s2t_dir, tmp_path):
     tokenizer.add_special_tokens(["<s>", "<pad>", "</s>"])
     tokenizer.save(str(with_json / "tokenizer.json"))
     audio = espeak("good morning")
-    features = transformers.Wav2Vec2FeatureExtractor()(audio, sampling_rate=16_000,
+    features = oracle.Wav2Vec2FeatureExtractor()(audio, sampling_rate=16_000,
                                                        return_tensors="pt")  # fmt: skip
     ids = reference.generate(features.input_values, max_new_tokens=8)[0].tolist()
     expected = tokenizer.decode(ids, skip_special_tokens=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import transformers
 
 from mmspeech import AutoConfig, HubertConfig, Wav2Vec2Config
 from mmspeech.errors import CheckpointError, ConfigError
+
+pytestmark = pytest.mark.oracle
+transformers = pytest.importorskip("transformers", reason="transformers is the test oracle")
 
 # Keys the reference writes that describe the file rather than the model.
 BOOKKEEPING = {"transformers_version", "architectures", "dtype", "output_attentions",

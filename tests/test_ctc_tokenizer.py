@@ -17,6 +17,7 @@ import torch
 from mmspeech.errors import ConfigError, LanguageError
 from mmspeech.processing.ctc_tokenizer import CTCDecoding, Wav2Vec2CTCTokenizer
 
+pytestmark = pytest.mark.oracle
 transformers = pytest.importorskip("transformers", reason="transformers is the test oracle")
 Reference = transformers.Wav2Vec2CTCTokenizer
 

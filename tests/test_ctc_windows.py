@@ -110,6 +110,7 @@ def test_stitched_frames_equal_the_unchunked_frames(num_samples):
     assert greedy_spans(stitched, blank_id=0) == greedy_spans(unchunked, blank_id=0)
 
 
+@pytest.mark.oracle
 def test_tiny_model_on_windows_matches_the_whole_audio():
     """A tiny MMS-style Wav2Vec2ForCTC (20 samples per frame) on 1 s windows with 0.25 s context
     vs the whole 3 s: same frame count, logits within 0.05, greedy ids identical wherever the

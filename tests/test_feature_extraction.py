@@ -16,6 +16,7 @@ from mmspeech.errors import AudioError, CheckpointNotFoundError, ConfigError
 from mmspeech.processing.batch import BatchFeature
 from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 
+pytestmark = pytest.mark.oracle
 transformers = pytest.importorskip("transformers")
 
 TOLERANCE = 1e-6

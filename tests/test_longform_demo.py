@@ -136,6 +136,7 @@ def test_json_uses_whisper_keys_and_millisecond_times(asr):
     assert all(math.isfinite(segment[k]) for k in ("avg_logprob", "no_speech_prob"))
 
 
+@pytest.mark.oracle  # the LID checkpoint is built by transformers
 def test_a_language_without_an_adapter_is_reported_with_both_probabilities(asr, tmp_path):
     # a language-ID model that hears Italian, which the demo ASR checkpoint has no adapter for
     lid = build_lid_checkpoint(tmp_path / "lid-ita", favour="ita", labels=("eng", "ita", "fra"))

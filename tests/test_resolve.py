@@ -237,7 +237,7 @@ def adapter_tensors(model: Any) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture
-def mms_directory(tmp_path: Path) -> Path:
+def mms_directory(tmp_path: Path, oracle: object) -> Path:
     """A tiny MMS-style checkpoint directory: base weights + fra and deu adapters."""
     reference = reference_model("wav2vec2", "ctc", seed=0, **MMS)
     directory = tmp_path / "mms-tiny"

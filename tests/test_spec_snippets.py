@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import torch
-from conftest import LETTERS, MMS, max_diff, reference_model, speech, transformers
+from conftest import LETTERS, MMS, max_diff, reference_model, speech
+
+pytestmark = pytest.mark.oracle
+transformers = pytest.importorskip("transformers", reason="transformers is the test oracle")
 
 
 def test_spec_asr_snippet(mms_dir):
@@ -60,20 +64,23 @@ def test_spec_target_lang_at_load_and_pipeline(mms_dir):
             -1
         )
     expected = processor.batch_decode(ids)[0]
-    asr = pipeline(
-        model=model_id, model_kwargs={"target_lang": "deu", "ignore_mismatched_sizes": True}
-    )
-    assert asr(sample) == {"text": expected}
     reference = transformers.pipeline(
         "automatic-speech-recognition",
         model=model_id,
         model_kwargs={"target_lang": "deu", "ignore_mismatched_sizes": True},
     )
     assert reference(sample.copy())["text"] == expected
-    words = asr(sample, return_timestamps="word")
-    assert words["text"] == expected
-    assert [chunk["text"] for chunk in words["chunks"]] == expected.split()
-    starts = [chunk["timestamp"][0] for chunk in words["chunks"]]
+    # the pipeline is transcribe()'s face: it drops the sentence tokens a random tiny model
+    # emits and the doubled spaces they leave; the rest is the same text
+    words = " ".join(expected.replace("<s>", "").replace("</s>", "").split())
+    asr = pipeline(
+        model=model_id, model_kwargs={"target_lang": "deu", "ignore_mismatched_sizes": True}
+    )
+    assert asr(sample) == {"text": words}
+    timed = asr(sample, return_timestamps="word")
+    assert timed["text"] == words
+    assert [chunk["text"] for chunk in timed["chunks"]] == words.split()
+    starts = [chunk["timestamp"][0] for chunk in timed["chunks"]]
     assert starts == sorted(starts) and all(0 <= s <= 0.6 for s in starts)
 
 

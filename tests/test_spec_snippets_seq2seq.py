@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, perturb, transformers
+from conftest import TINY, perturb
 
 from mmspeech import (
     AutoFeatureExtractor,
@@ -23,6 +23,9 @@ from mmspeech import (
     Wav2Vec2Processor,
 )
 from test_text_tokenizer import bert_dir, mbart_dir
+
+pytestmark = pytest.mark.oracle
+transformers = pytest.importorskip("transformers", reason="transformers is the test oracle")
 
 ENCODER = {k: v for k, v in TINY.items() if k != "classifier_proj_size"}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY, max_diff, perturb, transformers, waveforms
+from conftest import TINY, max_diff, perturb, waveforms
 
 from mmspeech.models.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
@@ -22,6 +22,9 @@ from mmspeech.models.speech_encoder_decoder import (
 from mmspeech.models.text_decoders import BartConfig, BertConfig, MBartConfig
 from mmspeech.models.text_decoders.cache import DecoderCache
 from mmspeech.models.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
+
+pytestmark = pytest.mark.oracle
+transformers = pytest.importorskip("transformers", reason="transformers is the test oracle")
 
 TOL = 1e-4
 ENCODER = {k: v for k, v in TINY.items() if k != "classifier_proj_size"}

@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY, max_diff, perturb, transformers, waveforms
+from conftest import TINY, max_diff, perturb, waveforms
 from safetensors.torch import load_file, save_file
 
 from mmspeech.errors import CheckpointError, ConfigError
 from mmspeech.models.speech_encoder_decoder import SpeechEncoderDecoderModel
+
+pytestmark = pytest.mark.oracle
+transformers = pytest.importorskip("transformers", reason="transformers is the test oracle")
 
 TOL = 1e-4
 ENCODER = {k: v for k, v in TINY.items() if k != "classifier_proj_size"}

@@ -13,6 +13,8 @@ from mmspeech.generation.options import GenerationOptions
 from mmspeech.models.speech_encoder_decoder import SpeechEncoderDecoderModel
 from test_speech_encoder_decoder import reference_seq2seq
 
+pytestmark = pytest.mark.oracle
+
 
 @pytest.mark.parametrize(
     "settings",

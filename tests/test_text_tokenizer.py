@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import transformers
 
 from mmspeech import AutoProcessor, AutoTokenizer, Wav2Vec2Processor
 from mmspeech.errors import ConfigError
 from mmspeech.processing.feature_extraction import Wav2Vec2FeatureExtractor
 from mmspeech.processing.text_tokenizer import TextTokenizer
+
+pytestmark = pytest.mark.oracle
+transformers = pytest.importorskip("transformers", reason="transformers is the test oracle")
 
 tokenizers = pytest.importorskip("tokenizers")
 sentencepiece = pytest.importorskip("sentencepiece")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import MMS, TINY, max_diff, transformers
+from conftest import MMS, TINY, max_diff
 
 from mmspeech.models.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
@@ -80,7 +80,7 @@ def tiny_ctc(
 # -- adapter fine-tuning -----------------------------------------------------------------------
 
 
-def test_adapter_finetune_lowers_loss_and_loads_in_mmspeech_and_reference(mms_dir):
+def test_adapter_finetune_lowers_loss_and_loads_in_mmspeech_and_reference(mms_dir, oracle):
     data = tone_utterances(TEXTS)
     history: list = []
     result = train_adapter(mms_dir, "xyz", data, data[:2], fast(max_steps=20),
@@ -99,7 +99,7 @@ def test_adapter_finetune_lowers_loss_and_loads_in_mmspeech_and_reference(mms_di
     inputs = torch.from_numpy(data[0].waveform)[None]
     ours = Wav2Vec2ForCTC.from_pretrained(mms_dir)
     ours.load_adapter("xyz")
-    theirs = transformers.Wav2Vec2ForCTC.from_pretrained(mms_dir)
+    theirs = oracle.Wav2Vec2ForCTC.from_pretrained(mms_dir)
     theirs.load_adapter("xyz")
     theirs.eval()
     with torch.no_grad():
@@ -184,10 +184,17 @@ def test_same_seed_same_weights_and_bf16_runs():
         Trainer(model, CTCTask(vocab), data, (), fast(max_steps=3)).train()
         weights.append(model.lm_head.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
-    model = tiny_ctc(len(vocab))
-    history = Trainer(model, CTCTask(vocab), data, (), fast(max_steps=2, bf16=True)).train()
-    assert all(np.isfinite(p.loss) for p in history)
-    assert model.lm_head.weight.dtype == torch.float32
+    for bf16 in (True, False):
+        model = tiny_ctc(len(vocab))
+        head_dtypes: list[torch.dtype] = []  # what the head computes in: autocast ran or not
+        model.lm_head.register_forward_hook(
+            lambda m, i, out, seen=head_dtypes: seen.append(out.dtype)
+        )
+        history = Trainer(model, CTCTask(vocab), data, (), fast(max_steps=2, bf16=bf16)).train()
+        assert all(np.isfinite(p.loss) for p in history)
+        assert model.lm_head.weight.dtype == torch.float32  # the weights stay float32
+        expected = torch.bfloat16 if bf16 else torch.float32
+        assert len(head_dtypes) >= 2 and set(head_dtypes) == {expected}, bf16
 
 
 def test_training_flushes_denormal_floats_unless_told_not_to():
@@ -235,7 +242,7 @@ def test_ctc_evaluation_reports_cer_and_wer():
 # -- language ID and encoder-decoder -----------------------------------------------------------
 
 
-def test_lid_training_lowers_the_loss_and_saves_id2label(tmp_path, make_checkpoint):
+def test_lid_training_lowers_the_loss_and_saves_id2label(tmp_path, make_checkpoint, oracle):
     _, encoder_dir = make_checkpoint("mms")
     low = tone_utterances(["a", "a", "a", "a"], seed=1)
     high = tone_utterances(["d", "d", "d", "d"], seed=2)
@@ -255,7 +262,7 @@ def test_lid_training_lowers_the_loss_and_saves_id2label(tmp_path, make_checkpoi
     assert result.metrics["accuracy"] == 1.0
     for key, tensor in model.base.state_dict().items():  # the encoder stayed frozen
         assert torch.equal(tensor, before[key]), key
-    reference = transformers.Wav2Vec2ForSequenceClassification.from_pretrained(tmp_path / "lid")
+    reference = oracle.Wav2Vec2ForSequenceClassification.from_pretrained(tmp_path / "lid")
     assert reference.config.id2label == {0: "eng", 1: "fra"}
     inputs = torch.from_numpy(data[0].waveform)[None]
     model.eval()
@@ -463,7 +470,7 @@ def test_cli_bf16_flags(monkeypatch, caplog, tmp_path):
     def parse(*flags: str) -> argparse.Namespace:
         parser = argparse.ArgumentParser()
         parser.add_argument("checkpoint")
-        cli._add_common(parser, steps=10, lr=1e-3)
+        cli._add_common(parser, "adapter")
         return parser.parse_args(["--train", "t.tsv", *flags])
 
     # a flag, so it never swallows the checkpoint that follows it
@@ -478,3 +485,63 @@ def test_cli_bf16_flags(monkeypatch, caplog, tmp_path):
     assert "no native bfloat16" in caplog.text
     monkeypatch.setattr(loop, "_cpu_flags", lambda: {"avx512_bf16"})
     assert cli._bf16(parse("--bf16-auto", "./ckpt")) is True
+
+
+# -- files on disk: atomic, with permissions, verified ----------------------------------------
+
+
+def test_train_adapter_replaces_checkpoint_files_atomically_with_their_permissions(tmp_path):
+    from mmspeech.demo import demo_checkpoint
+    from mmspeech.training.vocab import write_language_vocab
+
+    directory = tmp_path / "ckpt"
+    shutil.copytree(demo_checkpoint("asr"), directory)
+    for path in directory.iterdir():
+        path.chmod(0o644)
+    vocab_path = directory / "vocab.json"
+    before = json.loads(vocab_path.read_text())
+    with open(vocab_path, encoding="utf-8") as reader:  # opened before the update
+        train_adapter(directory, "xyz", tone_utterances(TEXTS), options=fast(max_steps=1))
+        # replaced, not rewritten in place: a reader (or a kill) never sees half a file
+        assert json.loads(reader.read()) == before
+    after = json.loads(vocab_path.read_text())
+    assert set(after) == {*before, "xyz"} and all(after[k] == before[k] for k in before)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()}
+    assert modes["adapter.xyz.safetensors"] == modes["vocab.json"] == 0o644, modes
+    assert not [p.name for p in directory.iterdir() if p.name.startswith(".")]
+    vocab_path.chmod(0o640)
+    write_language_vocab(directory, "xyz", after["xyz"])
+    assert vocab_path.stat().st_mode & 0o777 == 0o640  # kept
+
+
+def test_a_damaged_training_state_is_detected_and_the_previous_one_used(tmp_path, caplog):
+    from mmspeech.errors import CheckpointError
+    from mmspeech.training.state import resume_state, state_problem
+
+    data, vocab = tone_utterances(TEXTS), build_vocab(TEXTS)
+    options = fast(max_steps=4, checkpoint_every=1)
+
+    def run(work: Path | None, stop_at: int | None = None) -> Wav2Vec2ForCTC:
+        model = tiny_ctc(len(vocab))
+        trainer = Trainer(model, CTCTask(vocab), data, (), options, work)
+        trainer.train(resume=True, callback=lambda p: p.step == stop_at)
+        return model
+
+    whole = run(None)
+    run(tmp_path, stop_at=3)
+    state = tmp_path / "trainer_state.pt"
+    previous = tmp_path / "trainer_state.previous.pt"
+    assert state.is_file() and previous.is_file()
+    damaged = bytearray(state.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01  # one flipped bit in the weights
+    state.write_bytes(bytes(damaged))
+    with caplog.at_level("WARNING", logger="mmspeech.training.state"):
+        assert resume_state(tmp_path) == previous
+    assert "SHA-256 differs" in caplog.text
+    resumed = run(tmp_path)  # from step 2, exactly: the same weights as never stopping
+    assert torch.equal(resumed.lm_head.weight, whole.lm_head.weight)
+    assert state_problem(state) is None and state_problem(previous) is None  # damage not kept
+    state.write_bytes(b"")
+    previous.unlink()
+    with pytest.raises(CheckpointError, match=r"empty \(0 bytes\)"):
+        resume_state(tmp_path)

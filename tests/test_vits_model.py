@@ -46,7 +46,7 @@ TINY_VITS: dict[str, Any] = {
 TOLERANCE = 1e-4
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.oracle, pytest.mark.usefixtures("one_thread")]  # tests/conftest.py
 
 
 def reference_vits(stochastic: bool = True, speakers: int = 1, seed: int = 0) -> Any:

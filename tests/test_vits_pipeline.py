@@ -25,7 +25,7 @@ transformers = pytest.importorskip("transformers")
 LETTERS = list(" abcdeghiklmnorstuy")  # 19 + the blank = TINY_VITS["vocab_size"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.oracle, pytest.mark.usefixtures("one_thread")]  # tests/conftest.py
 
 
 def tts_checkpoint(directory: Path, language: str, is_uroman: bool, seed: int) -> Path:

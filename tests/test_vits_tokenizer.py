@@ -14,6 +14,7 @@ import torch
 from mmspeech import VitsTokenizer
 from mmspeech.errors import EmptyTextError, MissingDependencyError
 
+pytestmark = pytest.mark.oracle
 transformers = pytest.importorskip("transformers")
 
 

@@ -13,6 +13,8 @@ from conftest import VARIANTS, max_diff, waveforms
 
 from mmspeech.models import wav2vec2 as ours
 
+pytestmark = pytest.mark.oracle
+
 TOL = 1e-4
 CLASSES = {
     ("wav2vec2", "bare"): ours.Wav2Vec2Model,

@@ -4,10 +4,11 @@ The names below are the transformers-compatible face (``from mmspeech import Wav
 AutoProcessor, pipeline``). They are imported on first use, so ``import mmspeech`` stays fast.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+# Private aliases (and no ``from __future__ import annotations``): the module's namespace, and
+# so ``dir(mmspeech)``, holds only the public names.
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
@@ -83,20 +84,22 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'mmspeech' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    """The public names (loaded or not), the submodules imported so far and ``__version__``."""
+    public = (name for name in globals() if not name.startswith("_"))
+    return sorted({*public, *__all__, "__version__"})
 
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from mmspeech.api import (
         AlignOptions,
         ASRModel,

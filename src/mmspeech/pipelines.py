@@ -1,5 +1,7 @@
-"""``pipeline(task, model=...)``: the transformers call shape for speech recognition and
-audio classification (language ID), over mmspeech's models and front ends.
+"""``pipeline(task, model=...)``: the transformers call shape for speech recognition, audio
+classification (language ID) and text to speech — a face over :class:`~mmspeech.api.asr.ASRModel`,
+:class:`~mmspeech.api.lid.LIDModel` and :class:`~mmspeech.api.tts.TTSModel` that only turns their
+typed results into transformers' dicts.
 
 Audio may be a file path, bytes, a 1-D array at the model's rate, or a dict
 ``{"raw" | "array": ndarray, "sampling_rate": int}``; lists of these are processed one by one.
@@ -14,6 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmspeech.api.asr import ASRModel
+from mmspeech.api.lid import LIDModel
+from mmspeech.api.options import (
+    SAMPLE_RATE,
+    IdentifyOptions,
+    SynthesisOptions,
+    TranscribeOptions,
+    with_overrides,
+)
+from mmspeech.api.tts import TTSModel
 from mmspeech.audio import load_audio
 from mmspeech.auto import HUB_KWARGS, AutoModel, AutoModelForAudioClassification, AutoModelForCTC
 from mmspeech.errors import AudioError, ConfigError
@@ -40,21 +52,6 @@ def _waveform(audio: Any, sample_rate: int) -> np.ndarray:
 class _Pipeline:
     _one: Callable[..., Any]  # one input -> one result, defined by each pipeline
 
-    def __init__(self, model: Any, feature_extractor: Wav2Vec2FeatureExtractor, device: Any):
-        self.model = model.to(device) if device is not None else model
-        self.feature_extractor = feature_extractor
-
-    @property
-    def sampling_rate(self) -> int:
-        return self.feature_extractor.sampling_rate
-
-    def _inputs(self, audio: Any) -> dict[str, torch.Tensor]:
-        waveform = _waveform(audio, self.sampling_rate)
-        features = self.feature_extractor(
-            waveform, sampling_rate=self.sampling_rate, return_tensors="pt"
-        )
-        return {key: value.to(self.model.device) for key, value in features.items()}
-
     def __call__(self, audio: Any, **kwargs: Any) -> Any:
         if isinstance(audio, Sequence) and not isinstance(audio, str | bytes):
             return [self._one(item, **kwargs) for item in audio]
@@ -62,10 +59,17 @@ class _Pipeline:
 
 
 class AutomaticSpeechRecognitionPipeline(_Pipeline):
-    """Transcribe with a CTC model: ``{"text": ...}``, optionally with char/word timestamps."""
+    """Transcribe with a CTC model: ``{"text": ...}``, optionally with char/word timestamps.
+
+    A face over :meth:`ASRModel.transcribe <mmspeech.api.asr.ASRModel.transcribe>`: inputs of any
+    length (long ones window by window), in the loaded adapter's language. As ``transcribe``
+    does, the text leaves out the sentence tokens ``<s>``/``</s>``; ``"char"`` chunks are the
+    recognised characters (word delimiters left out), ``"word"`` chunks the words.
+    """
 
     def __init__(self, model: Wav2Vec2ForCTC, processor: Wav2Vec2Processor, device: Any = None):
-        super().__init__(model, processor.feature_extractor, device)
+        self.asr = ASRModel(model.to(device) if device is not None else model, processor)
+        self.model = self.asr.model
         self.processor = processor
         self.tokenizer = processor.tokenizer
 
@@ -74,32 +78,33 @@ class AutomaticSpeechRecognitionPipeline(_Pipeline):
             raise ConfigError(
                 f"return_timestamps must be 'char' or 'word'; got {return_timestamps!r}."
             )
-        with torch.inference_mode():
-            logits = self.model(**self._inputs(audio)).logits[0]
-        ids = logits.argmax(dim=-1).cpu()
-        if not return_timestamps:
-            return {"text": self.tokenizer.decode(ids)}
-        kind = "char" if return_timestamps == "char" else "word"
-        decoded = self.tokenizer.decode(
-            ids, output_char_offsets=kind == "char", output_word_offsets=kind == "word"
+        chars = return_timestamps == "char"
+        result = self.asr.transcribe(
+            _waveform(audio, SAMPLE_RATE),
+            self.asr.language,  # the loaded adapter's (None for a flat vocabulary): no LID
+            word_timestamps=bool(return_timestamps) and not chars,
+            options=TranscribeOptions(char_timestamps=chars),
         )
-        seconds_per_frame = self.model.config.inputs_to_logits_ratio / self.sampling_rate
-        offsets = decoded.char_offsets if kind == "char" else decoded.word_offsets
-        chunks = [
-            {
-                "text": item[kind],
-                "timestamp": (
-                    round(item["start_offset"] * seconds_per_frame, 2),
-                    round(item["end_offset"] * seconds_per_frame, 2),
-                ),
-            }
-            for item in offsets
+        if not return_timestamps:
+            return {"text": result.text}
+        timed = [
+            item
+            for segment in result.segments
+            for item in (segment.chars if chars else segment.words)
         ]
-        return {"text": decoded.text, "chunks": chunks}
+        chunks = [
+            {"text": item.text, "timestamp": (round(item.start, 2), round(item.end, 2))}
+            for item in timed
+        ]
+        return {"text": result.text, "chunks": chunks}
 
 
 class AudioClassificationPipeline(_Pipeline):
-    """Classify a whole clip (MMS language ID): the ``top_k`` labels with softmax scores."""
+    """Classify a whole clip (MMS language ID): the ``top_k`` labels with softmax scores.
+
+    A face over :meth:`LIDModel.identify <mmspeech.api.lid.LIDModel.identify>`, listening to the
+    whole clip as transformers' pipeline does.
+    """
 
     def __init__(
         self,
@@ -108,24 +113,26 @@ class AudioClassificationPipeline(_Pipeline):
         device: Any = None,
         top_k: int = 5,
     ):
-        super().__init__(model, feature_extractor, device)
+        self.lid = LIDModel(model.to(device) if device is not None else model, feature_extractor)
+        self.model = self.lid.model
+        self.feature_extractor = feature_extractor
         self.top_k = top_k
 
     def _one(self, audio: Any, top_k: int | None = None) -> list[dict[str, Any]]:
-        with torch.inference_mode():
-            logits = self.model(**self._inputs(audio)).logits[0]
-        scores = torch.softmax(logits.float(), dim=-1)
-        count = min(top_k or self.top_k, scores.numel())
-        best = torch.topk(scores, count)
-        labels = self.model.config.id2label or {}
-        return [
-            {"label": labels.get(int(i), f"LABEL_{int(i)}"), "score": float(s)}
-            for s, i in zip(best.values, best.indices, strict=True)
-        ]
+        waveform = _waveform(audio, SAMPLE_RATE)
+        options = IdentifyOptions(
+            top_k=top_k or self.top_k, max_seconds=max(len(waveform), 1) / SAMPLE_RATE
+        )
+        scores = self.lid.identify(waveform, options=options)
+        return [{"label": score.code, "score": score.probability} for score in scores.scores]
 
 
 class TextToSpeechPipeline:
     """Text -> ``{"audio": float32 (samples,), "sampling_rate": int}`` with a VITS model.
+
+    A face over :meth:`TTSModel.synthesize <mmspeech.api.tts.TTSModel.synthesize>`: long texts
+    are spoken sentence by sentence. ``generator`` makes the result repeatable (a seed is drawn
+    from it); ``forward_params`` takes ``speaking_rate`` and ``noise_scale``.
 
     Write the result as a WAV file with :func:`mmspeech.audio.save_audio`:
     ``save_audio("speech.wav", out["audio"], out["sampling_rate"])`` gives 16-bit PCM (clipped
@@ -133,19 +140,20 @@ class TextToSpeechPipeline:
     """
 
     def __init__(self, model: Any, tokenizer: Any, device: Any = None):
-        self.model = model.to(device) if device is not None else model
+        self.tts = TTSModel(model.to(device) if device is not None else model, tokenizer)
+        self.model = self.tts.model
         self.tokenizer = tokenizer
 
     @property
     def sampling_rate(self) -> int:
-        return int(self.model.config.sampling_rate)
+        return self.tts.sample_rate
 
     def __call__(
         self,
         text: str | Sequence[str],
         *,
         generator: torch.Generator | None = None,
-        forward_params: dict[str, Any] | None = None,  # speaking_rate, noise_scale, speaker_id…
+        forward_params: dict[str, Any] | None = None,  # speaking_rate, noise_scale
     ) -> Any:
         """Synthesize one text (a dict) or a list of texts (a list of dicts), one at a time."""
         if not isinstance(text, str):
@@ -155,11 +163,12 @@ class TextToSpeechPipeline:
     def _one(
         self, text: str, generator: torch.Generator | None, params: dict[str, Any] | None
     ) -> dict[str, Any]:
-        inputs = self.tokenizer(text, return_tensors="pt").to(self.model.device)
-        with torch.inference_mode():
-            output = self.model(**inputs, generator=generator, **(params or {}))
-        audio = output.waveform[0, : int(output.sequence_lengths[0])]
-        return {"audio": audio.float().cpu().numpy(), "sampling_rate": self.sampling_rate}
+        seed = None
+        if generator is not None:
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        options = with_overrides(SynthesisOptions(), seed=seed, **(params or {}))
+        synthesis = self.tts.synthesize(text, options=options)
+        return {"audio": synthesis.waveform, "sampling_rate": synthesis.sample_rate}
 
 
 def _infer_task(ref: str | os.PathLike[str], hub_kwargs: dict[str, Any]) -> str:

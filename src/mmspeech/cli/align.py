@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     text.add_argument("-t", "--text", help="the transcript (one input)")
     text.add_argument("--text-file", type=Path, help="file holding the transcript (one input)")
     common.add_model_options(parser, DEFAULT_ASR_MODEL)
-    parser.add_argument("--window", type=float, default=_DEFAULTS.window_s,
+    parser.add_argument("--window", type=common.positive_float, default=_DEFAULTS.window_s,
                         help="seconds of audio per model window")  # fmt: skip
     parser.add_argument("--no-romanize", action="store_true", help="do not run uroman")
     parser.add_argument("--partial", action="store_true",
@@ -82,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
     asr = common.load_or_report(lambda: cached_asr(args.model, common.load_settings(args)))
     if asr is None:
         return 1
-    options = AlignOptions(
-        window_s=args.window, romanize=not args.no_romanize, wildcard=args.partial
+    options = common.build_options(
+        AlignOptions,
+        {"--window": ("window_s", args.window)},
+        romanize=not args.no_romanize,
+        wildcard=args.partial,
     )
     names = dict(common.batched_names(files))
 
@@ -97,9 +100,8 @@ def run(args: argparse.Namespace) -> int:
         if args.output_dir is None:
             print(text, end="", flush=True)
             return
-        args.output_dir.mkdir(parents=True, exist_ok=True)
         target = args.output_dir / f"{names[path]}.align.{args.output_format}"
-        target.write_text(text, encoding="utf-8")
+        common.atomic_write(target, text)
 
     failed = common.for_each(files, work, str, args)
     return 1 if failed or missing else 0

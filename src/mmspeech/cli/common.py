@@ -1,17 +1,21 @@
-"""What every ``mmspeech`` subcommand shares: model/device options, inputs, progress, failures."""
+"""What every ``mmspeech`` subcommand shares: model/device options, checked numeric flags,
+inputs, progress, atomic output files, failures."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mmspeech.checkpoints.options import COMPUTE_TYPES, DTYPES, LoadOptions
-from mmspeech.errors import MmspeechError
+from mmspeech.errors import ConfigError, MmspeechError
+from mmspeech.files import atomic_write_text
 
 T = TypeVar("T")
 
@@ -29,6 +33,63 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
         if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
             return text
         return f"{text} (default: %(default)s)"
+
+
+# -- checked numbers: argparse types, so a bad value is a one-line usage error naming the flag --
+
+
+def _number(
+    kind: type, low: float, strict: bool, high: float | None = None
+) -> Callable[[str], Any]:
+    what = "a whole number" if kind is int else "a number"
+    bound = f"greater than {low:g}" if strict else f"at least {low:g}"
+    if high is not None:
+        bound += f" and less than {high:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        if value <= low if strict else value < low:
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        if high is not None and value >= high:
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = f"{kind.__name__}"  # argparse names the type in some messages
+    return parse
+
+
+positive_int = _number(int, 1, strict=False)  # counts: --batch-size, --top-k, --steps
+non_negative_int = _number(int, 0, strict=False)  # --warmup, --eval-every (0: off)
+positive_float = _number(float, 0.0, strict=True)  # durations and rates: --window, --lr
+non_negative_float = _number(float, 0.0, strict=False)  # --context, --pause
+fraction = _number(float, 0.0, strict=False, high=1.0)  # --eval-fraction
+
+
+def build_options(cls: Callable[..., T], flags: Mapping[str, tuple[str, Any]], **fixed: Any) -> T:
+    """``cls(**fields)`` from command-line flags; a :class:`ConfigError` (values that do not go
+    together, e.g. ``--context`` of half ``--window``) becomes a usage error naming the flags.
+
+    Args:
+        cls: an options dataclass.
+        flags: ``{"--window": ("window_s", args.window), ...}``.
+        fixed: fields set by something other than a flag.
+
+    Raises:
+        SystemExit: code 2 after one ``error:`` line, as argparse does.
+    """
+    try:
+        return cls(**{field: value for field, value in flags.values()}, **fixed)
+    except ConfigError as exc:
+        message = str(exc)
+        for flag, (field, _) in flags.items():
+            message = re.sub(rf"\b{re.escape(field)}\b", flag, message)
+        error(message)
+        raise SystemExit(2) from None
 
 
 def add_parser(subparsers: Any, name: str, *, help: str, description: str, examples: str) -> Any:
@@ -58,12 +119,26 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> No
         "int8_bfloat16, float32, or auto (the fastest this device runs within the measured "
         "accuracy bounds; see the README) (default: float32)",
     )
+    add_threads(parser)
     add_verbosity(parser)
 
 
 def load_settings(args: argparse.Namespace) -> LoadOptions:
     """The load settings of ``--device --dtype --compute-type``."""
     return LoadOptions(device=args.device, dtype=args.dtype, compute_type=args.compute_type)
+
+
+def add_threads(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's choice)")  # fmt: skip
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """``torch.set_num_threads(--threads)`` when given."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def add_verbosity(parser: argparse.ArgumentParser) -> None:
@@ -73,9 +148,11 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(args: argparse.Namespace) -> None:
-    """Logging level from --quiet/--verbose; download bars of the hub only on a terminal."""
+    """Logging level from --quiet/--verbose (records go around a progress bar on the screen);
+    download bars of the hub only on a terminal; ``--threads``."""
     level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    log_to_stderr(level)
+    apply_threads(args)
     if not show_progress(args):
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub is imported
         if "huggingface_hub" in sys.modules:
@@ -84,8 +161,47 @@ def setup_logging(args: argparse.Namespace) -> None:
             disable_progress_bars()
 
 
+def log_to_stderr(level: int) -> None:
+    """Log records of ``level`` and above to stderr, around any progress bar on the screen."""
+    handler = _BarAwareHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+class _BarAwareHandler(logging.StreamHandler):
+    """Writes to the stderr of the moment; while a tqdm bar is shown, through ``tqdm.write`` so
+    that a log line does not break the bar."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm = sys.modules.get("tqdm")
+        if tqdm is None or not getattr(tqdm.tqdm, "_instances", None):
+            self.stream = sys.stderr
+            super().emit(record)
+            return
+        try:
+            tqdm.tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # as logging.StreamHandler does
+            self.handleError(record)
+
+
 def error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
+
+
+def warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# -- output files ------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write an output file so that a kill while writing never leaves it half-written (nor
+    truncates an earlier one): :func:`mmspeech.files.atomic_write_text`."""
+    atomic_write_text(path, text)
 
 
 def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
@@ -96,9 +212,10 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[Path], list[str]]:
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-            )
+            named = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            found = [p for p in named if p.is_file()]
+            for other in (p for p in named if not p.is_file()):
+                warning(f"skipping {other}: named like audio but not a file")
             if not found:
                 missing.append(f"{item} (a directory with no audio files)")
             files.extend(found)

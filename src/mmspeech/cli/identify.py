@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmspeech.api.options import DEFAULT_LID_MODEL, IdentifyOptions
+from mmspeech.api.longform import batched
+from mmspeech.api.options import DEFAULT_LID_MODEL, IdentifyOptions, TranscribeOptions
 from mmspeech.cli import common
+from mmspeech.errors import MmspeechError
 
 _DEFAULTS = IdentifyOptions()
 
@@ -30,9 +33,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("inputs", nargs="+", help="audio files or directories")
     common.add_model_options(parser, DEFAULT_LID_MODEL)
-    parser.add_argument("-k", "--top-k", type=int, default=_DEFAULTS.top_k, help="candidates")
-    parser.add_argument("--max-seconds", type=float, default=_DEFAULTS.max_seconds,
+    parser.add_argument("-k", "--top-k", type=common.positive_int, default=_DEFAULTS.top_k,
+                        help="candidates")  # fmt: skip
+    parser.add_argument("--max-seconds", type=common.positive_float,
+                        default=_DEFAULTS.max_seconds,
                         help="audio listened to, from the start")  # fmt: skip
+    # the batch size of language ID inside transcribe (ASRModel.detect_languages)
+    parser.add_argument("--batch-size", type=common.positive_int,
+                        default=TranscribeOptions().batch_size,
+                        help="files per forward pass")  # fmt: skip
     parser.add_argument("-o", "--output-dir", type=Path, help="write <name>.json files here")
     parser.add_argument("-f", "--output-format", default="txt", choices=["txt", "json"])
     parser.set_defaults(run=run)
@@ -40,7 +49,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     common.setup_logging(args)
-    options = IdentifyOptions(top_k=args.top_k, max_seconds=args.max_seconds)
+    options = common.build_options(IdentifyOptions, {
+        "--top-k": ("top_k", args.top_k), "--max-seconds": ("max_seconds", args.max_seconds)
+    })  # fmt: skip
     files, missing = common.expand_inputs(args.inputs)
     if not files:
         return 1
@@ -51,20 +62,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     names = dict(common.batched_names(files))
     many = len(files) > 1
+    identified = _batches(lid, files, args.batch_size, options)
 
     def work(path: Path) -> None:
-        from mmspeech.api.source import open_audio
-        from mmspeech.api.transcript import flag_short_clip
-
-        source = open_audio(str(path))
-        scores = flag_short_clip(lid.identify(source, options=options), source.duration)
+        scores = identified(path)
         if not args.quiet:
             for warning in scores.warnings:
                 print(f"{path}: Warning: {warning}", file=sys.stderr, flush=True)
         if args.output_dir is not None:
-            args.output_dir.mkdir(parents=True, exist_ok=True)
             target = args.output_dir / f"{names[path]}.json"
-            target.write_text(json.dumps(scores.to_dict(), indent=2) + "\n", encoding="utf-8")
+            common.atomic_write(target, json.dumps(scores.to_dict(), indent=2) + "\n")
         elif args.output_format == "json":
             record = {"path": str(path), **scores.to_dict()} if many else scores.to_dict()
             print(json.dumps(record, ensure_ascii=False), flush=True)
@@ -76,3 +83,38 @@ def run(args: argparse.Namespace) -> int:
 
     failed = common.for_each(files, work, str, args)
     return 1 if failed or missing else 0
+
+
+def _batches(
+    lid: Any, files: list[Path], batch_size: int, options: IdentifyOptions
+) -> Callable[[Path], Any]:
+    """The scores of a file (short clips flagged), computed ``batch_size`` files per forward
+    pass; a batch that fails is redone file by file, so that the error names the file."""
+    from mmspeech.api.source import open_audio
+    from mmspeech.api.transcript import flag_short_clip
+
+    groups = {path: group for group in batched(files, batch_size) for path in group}
+    done: dict[Path, Any] = {}
+    broken: set[int] = set()
+
+    def identify(paths: list[Path]) -> list[Any]:
+        sources = [open_audio(str(path)) for path in paths]
+        results = lid.identify_batch(sources, options=options)
+        return [
+            flag_short_clip(scores, source.duration)
+            for scores, source in zip(results, sources, strict=True)
+        ]
+
+    def scores(path: Path) -> Any:
+        group = groups[path]
+        if path not in done and len(group) > 1 and id(group) not in broken:
+            todo = [p for p in group if p not in done]
+            try:
+                done.update(zip(todo, identify(todo), strict=True))
+            except (MmspeechError, OSError):
+                broken.add(id(group))
+        if path in done:
+            return done.pop(path)
+        return identify([path])[0]
+
+    return scores

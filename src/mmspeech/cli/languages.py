@@ -73,4 +73,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         for code, name in rows:
             print(f"{code}\t{name}")
+    if not rows:
+        common.error(
+            f"no match: none of the {len(codes)} languages of {args.model} has "
+            f"{args.search!r} in its code or name"
+            if args.search
+            else f"{args.model} lists no languages"
+        )
     return 0 if rows else 1

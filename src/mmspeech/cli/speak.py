@@ -10,6 +10,7 @@ from typing import Any
 from mmspeech.api.options import DEFAULT_TTS_MODEL, SynthesisOptions
 from mmspeech.cli import common
 from mmspeech.errors import ConfigError
+from mmspeech.files import atomic_path
 
 _DEFAULTS = SynthesisOptions()
 
@@ -35,12 +36,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("speech.wav"),
                         help="audio file to write (.wav, .flac, .ogg)")  # fmt: skip
     common.add_model_options(parser, DEFAULT_TTS_MODEL)
-    parser.add_argument("--speaking-rate", type=float, default=_DEFAULTS.speaking_rate)
-    parser.add_argument("--noise-scale", type=float, default=_DEFAULTS.noise_scale)
+    parser.add_argument("--speaking-rate", type=common.positive_float,
+                        default=_DEFAULTS.speaking_rate, help="> 1 speaks faster")  # fmt: skip
+    parser.add_argument("--noise-scale", type=common.non_negative_float,
+                        default=_DEFAULTS.noise_scale, help="randomness of the voice")  # fmt: skip
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="repeatable output")
-    parser.add_argument("--pause", type=float, default=_DEFAULTS.pause_s,
+    parser.add_argument("--pause", type=common.non_negative_float, default=_DEFAULTS.pause_s,
                         help="seconds of silence between sentences")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+    parser.add_argument("--batch-size", type=common.positive_int, default=_DEFAULTS.batch_size,
                         help="sentences synthesised together")  # fmt: skip
     parser.set_defaults(run=run)
 
@@ -77,11 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if tts is None:
         return 1
     try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
         with (
-            soundfile.SoundFile(
-                str(args.output), "w", samplerate=tts.sample_rate, channels=1
-            ) as out,
+            atomic_path(args.output) as temporary,
+            soundfile.SoundFile(str(temporary), "w", samplerate=tts.sample_rate, channels=1) as out,
             common.progress(args, unit="sentence", desc=args.output.name) as bar,
         ):
             for piece in tts.iter_synthesize(text, options=options):

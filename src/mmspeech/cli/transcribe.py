@@ -11,7 +11,7 @@ from mmspeech.api.options import DEFAULT_ASR_MODEL, TranscribeOptions
 from mmspeech.cli import common
 from mmspeech.errors import ConfigError
 from mmspeech.results import Transcription
-from mmspeech.writers import FORMATS, SubtitleOptions, format_transcription, write_transcription
+from mmspeech.writers import FORMATS, SubtitleOptions, format_transcription
 
 _DEFAULTS = TranscribeOptions()
 _SUBTITLES = SubtitleOptions()
@@ -46,13 +46,14 @@ def register(subparsers: Any) -> None:
     add_subtitle_options(parser)
     parser.add_argument("--word-timestamps", action="store_true", help="timed words in json")
     parser.add_argument("--char-timestamps", action="store_true", help="timed characters in json")
-    parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
+    parser.add_argument("--batch-size", type=common.positive_int, default=_DEFAULTS.batch_size,
                         help="windows or short files per forward pass")  # fmt: skip
-    parser.add_argument("--window", type=float, default=_DEFAULTS.window_s,
+    parser.add_argument("--window", type=common.positive_float, default=_DEFAULTS.window_s,
                         help="seconds of audio per model window")  # fmt: skip
-    parser.add_argument("--context", type=float, default=_DEFAULTS.context_s,
+    parser.add_argument("--context", type=common.non_negative_float, default=_DEFAULTS.context_s,
                         help="seconds of context at window edges (decoded, dropped)")  # fmt: skip
-    parser.add_argument("--max-segment", type=float, default=_DEFAULTS.max_segment_s,
+    parser.add_argument("--max-segment", type=common.positive_float,
+                        default=_DEFAULTS.max_segment_s,
                         help="longest segment in seconds")  # fmt: skip
     parser.add_argument("--min-silence", type=float, default=_DEFAULTS.min_silence_s,
                         help="a pause this long (seconds) ends a segment")  # fmt: skip
@@ -94,14 +95,17 @@ def add_subtitle_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     common.setup_logging(args)
+    options = common.build_options(TranscribeOptions, {
+        "--window": ("window_s", args.window), "--context": ("context_s", args.context),
+        "--batch-size": ("batch_size", args.batch_size),
+        "--max-segment": ("max_segment_s", args.max_segment),
+        "--min-silence": ("min_silence_s", args.min_silence),
+        "--no-speech-threshold": ("no_speech_threshold", args.no_speech_threshold),
+    }, vad=args.vad, lid_model=args.lid_model, lm_path=args.lm,
+        char_timestamps=args.char_timestamps, lm_lexicon=args.lm_lexicon,
+        lm_alpha=args.lm_alpha, lm_beta=args.lm_beta,
+    )  # fmt: skip
     try:
-        options = TranscribeOptions(
-            window_s=args.window, context_s=args.context, batch_size=args.batch_size,
-            vad=args.vad, max_segment_s=args.max_segment, min_silence_s=args.min_silence,
-            no_speech_threshold=args.no_speech_threshold, lid_model=args.lid_model,
-            lm_path=args.lm, char_timestamps=args.char_timestamps, lm_lexicon=args.lm_lexicon,
-            lm_alpha=args.lm_alpha, lm_beta=args.lm_beta,
-        )  # fmt: skip
         args.subtitles = subtitle_options(args)
     except ConfigError as exc:
         common.error(str(exc))
@@ -126,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
         from mmspeech.api.source import open_audio
 
         source = open_audio(str(path))
-        bar = common.progress(args, total=round(source.duration, 1), unit="s", desc=path.name)
+        bar = common.progress(
+            args, total=round(source.duration, 1), unit=" audio s", desc=path.name
+        )
         done = [0.0]
 
         def advance(segment: Any) -> None:
@@ -197,8 +203,9 @@ def emit(
     if args.output_dir is not None:
         formats = FORMATS if args.output_format == "all" else (args.output_format,)
         for fmt in formats:
-            write_transcription(
-                result, args.output_dir / f"{stem}.{fmt}", fmt, getattr(args, "subtitles", None)
+            common.atomic_write(
+                args.output_dir / f"{stem}.{fmt}",
+                format_transcription(result, fmt, getattr(args, "subtitles", None)),
             )
         return
     if args.output_format == "txt":

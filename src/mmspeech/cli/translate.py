@@ -30,18 +30,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument("inputs", nargs="+", help="audio files or directories")
     common.add_model_options(parser, DEFAULT_SPEECH2TEXT_MODEL)
     add_output_options(parser)
-    parser.add_argument("--num-beams", type=int, default=_DEFAULTS.num_beams, help="1: greedy")
-    parser.add_argument("--max-new-tokens", type=int, default=_DEFAULTS.max_new_tokens)
-    parser.add_argument("--window", type=float, default=_DEFAULTS.window_s,
+    parser.add_argument("--num-beams", type=common.positive_int, default=_DEFAULTS.num_beams,
+                        help="1: greedy")  # fmt: skip
+    parser.add_argument("--max-new-tokens", type=common.positive_int,
+                        default=_DEFAULTS.max_new_tokens)  # fmt: skip
+    parser.add_argument("--window", type=common.positive_float, default=_DEFAULTS.window_s,
                         help="seconds of audio decoded at once")  # fmt: skip
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     common.setup_logging(args)
-    options = TranslateOptions(
-        num_beams=args.num_beams, max_new_tokens=args.max_new_tokens, window_s=args.window
-    )
+    options = common.build_options(TranslateOptions, {
+        "--num-beams": ("num_beams", args.num_beams),
+        "--max-new-tokens": ("max_new_tokens", args.max_new_tokens),
+        "--window": ("window_s", args.window),
+    })  # fmt: skip
     files, missing = common.expand_inputs(args.inputs)
     if not check_output_args(args, files):
         return 2

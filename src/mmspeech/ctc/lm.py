@@ -143,6 +143,13 @@ class LMDecoder:
         """A decoder that spells only ``words``, all equally likely: a uniform unigram model
         over them (see :func:`write_unigram_arpa`) that is also the lexicon. ``options`` are
         the other arguments of :class:`LMDecoder` (``alpha``, ``beta``, ``beam_width``, ...)."""
+        try:
+            import kenlm  # noqa: F401  (the uniform word model is read by kenlm too)
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "Decoding into only the words of a lexicon (a closed vocabulary) needs the "
+                "'kenlm' module: pip install 'mmspeech[lm]'."
+            ) from exc
         vocabulary = _distinct_words(words)
         with tempfile.TemporaryDirectory(prefix="mmspeech-lm-") as tmp:
             arpa = Path(tmp) / "words.arpa"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmspeech.api.options import SAMPLE_RATE
 from mmspeech.errors import ConfigError
 
 
@@ -48,8 +49,9 @@ class Augmentation:
         if speed != 1.0 and len(out) > 1:
             import soxr
 
-            # played ``speed`` times faster: read as if recorded at 16 kHz * speed
-            out = soxr.resample(out, 16000 * speed, 16000).astype(np.float32, copy=False)
+            # played ``speed`` times faster: read as if recorded at SAMPLE_RATE * speed
+            out = soxr.resample(out, SAMPLE_RATE * speed, SAMPLE_RATE)
+            out = out.astype(np.float32, copy=False)
         out = out * np.float32(10.0 ** (rng.uniform(*self.gain_db) / 20.0))
         if self.noise_snr_db is not None and rng.random() < self.noise_probability:
             power = float(np.mean(out.astype(np.float64) ** 2))

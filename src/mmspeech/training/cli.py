@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmspeech.cli import common
 from mmspeech.errors import MmspeechError
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 ADAPTER_EXAMPLES = """examples:
   # a new language on an MMS checkpoint: writes adapter.xyz.safetensors + vocab.json entry
   mmspeech train-adapter ./mms-1b-all --lang xyz --train recordings.tsv --steps 500
-  # a folder of clips with same-name .txt transcripts, 10%% held out for CER/WER
+  # a folder of clips with same-name .txt transcripts, 10% held out for CER/WER
   mmspeech train-adapter ./my-mms --lang fra --train clips/ --eval-fraction 0.1
   # continue an interrupted run exactly where it stopped
   mmspeech train-adapter ./my-mms --lang fra --train clips/ --work-dir runs/fra --resume
@@ -43,25 +44,34 @@ SEQ2SEQ_EXAMPLES = """examples:
 """
 
 
-def _add_common(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
+def _add_common(parser: argparse.ArgumentParser, recipe: str) -> None:
+    """The data and training flags, with ``recipe``'s defaults (``TrainOptions.for_recipe``)."""
     from mmspeech.training.loop import TrainOptions
 
-    defaults = TrainOptions()
+    defaults = TrainOptions.for_recipe(recipe)
+    parser.set_defaults(recipe=recipe)
     data = parser.add_argument_group("data")
     data.add_argument("--train", required=True, type=Path,
                       help="manifest (.csv/.tsv/.jsonl: audio + text columns) or folder of "
                       "audio files with same-name .txt transcripts")  # fmt: skip
     data.add_argument("--eval", type=Path, help="held-out manifest for CER/WER or accuracy")
-    data.add_argument("--eval-fraction", type=float, default=0.0,
+    data.add_argument("--eval-fraction", type=common.fraction, default=0.0,
                       help="hold out this fraction of --train instead (default: none)")  # fmt: skip
     run = parser.add_argument_group("training")
-    run.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
-    run.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr})")
-    run.add_argument("--warmup", type=int, default=defaults.warmup_steps, help="warm-up steps")
-    run.add_argument("--batch-seconds", type=float, default=defaults.batch_seconds,
-                     help="seconds of audio per batch, padding included")  # fmt: skip
-    run.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
-    run.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    run.add_argument("--steps", type=common.positive_int, default=defaults.max_steps,
+                     help=f"optimizer steps (default {defaults.max_steps})")  # fmt: skip
+    run.add_argument("--lr", type=common.positive_float, default=defaults.learning_rate,
+                     help=f"peak learning rate (default {defaults.learning_rate:g})")  # fmt: skip
+    run.add_argument("--warmup", type=common.non_negative_int, default=defaults.warmup_steps,
+                     help=f"warm-up steps (default {defaults.warmup_steps})")  # fmt: skip
+    run.add_argument("--batch-seconds", type=common.positive_float, default=defaults.batch_seconds,
+                     help="seconds of audio per batch, padding included "
+                     f"(default {defaults.batch_seconds:g})")  # fmt: skip
+    run.add_argument("--grad-accum", type=common.positive_int, default=defaults.grad_accumulation,
+                     help="batches per optimizer step")  # fmt: skip
+    run.add_argument(
+        "--weight-decay", type=common.non_negative_float, default=defaults.weight_decay
+    )
     precision = run.add_mutually_exclusive_group()
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     precision.add_argument("--bf16-auto", action="store_true",
@@ -69,24 +79,30 @@ def _add_common(parser: argparse.ArgumentParser, steps: int, lr: float) -> None:
                            "natively (CPUs with AVX512-BF16 or AMX, CUDA 8.0+)")  # fmt: skip
     run.add_argument("--augment", action="store_true",
                      help="vary each training waveform: speed 0.9-1.1, gain, noise")  # fmt: skip
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps")
-    run.add_argument("--device", default="cpu", help="torch device (cpu, cuda, …)")
+    run.add_argument("--seed", type=int, default=defaults.seed)
+    run.add_argument("--eval-every", type=common.non_negative_int, default=defaults.eval_every,
+                     help="evaluate every N steps (default: only at the end)")  # fmt: skip
+    run.add_argument("--device", default=defaults.device, help="torch device (cpu, cuda, …)")
+    common.add_threads(run)
     run.add_argument("--work-dir", type=Path,
                      help="where resumable checkpoints go (default: none are written)")  # fmt: skip
-    run.add_argument("--checkpoint-every", type=int, default=100)
+    run.add_argument("--checkpoint-every", type=common.non_negative_int,
+                     default=defaults.checkpoint_every,
+                     help="steps between resumable checkpoints in --work-dir "
+                     f"(default {defaults.checkpoint_every})")  # fmt: skip
     run.add_argument("--resume", action="store_true", help="continue from --work-dir")
 
 
 def _options(args: argparse.Namespace) -> Any:
+    """The flags as the recipe's TrainOptions."""
     from mmspeech.training.augment import Augmentation
     from mmspeech.training.loop import TrainOptions
 
-    return TrainOptions(
-        max_steps=args.steps, learning_rate=args.lr, warmup_steps=min(args.warmup, args.steps),
-        weight_decay=args.weight_decay, batch_seconds=args.batch_seconds,
-        grad_accumulation=args.grad_accum, bf16=_bf16(args), seed=args.seed,
-        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every if args.work_dir else 0,
+    return TrainOptions.for_recipe(
+        args.recipe, max_steps=args.steps, learning_rate=args.lr,
+        warmup_steps=min(args.warmup, args.steps), weight_decay=args.weight_decay,
+        batch_seconds=args.batch_seconds, grad_accumulation=args.grad_accum, bf16=_bf16(args),
+        seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
         device=args.device, augment=Augmentation() if args.augment else None,
     )  # fmt: skip
 
@@ -147,6 +163,9 @@ def _guard(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
 
         # before torch starts its worker threads, so that they inherit it (TrainOptions)
         torch.set_flush_denormal(True)
+        common.apply_threads(args)
+        if not logging.getLogger().handlers:  # warnings go around the progress bar
+            common.log_to_stderr(logging.WARNING)
         try:
             return run(args)
         except MmspeechError as exc:
@@ -240,7 +259,7 @@ def register(subparsers: Any) -> None:
     adapter.add_argument("--lang", required=True, help="language code to write, e.g. 'xyz'")
     adapter.add_argument("--reset-adapter", action="store_true",
                          help="start the adapter from zero instead of the loaded one")  # fmt: skip
-    _add_common(adapter, steps=500, lr=1e-3)
+    _add_common(adapter, "adapter")
     adapter.set_defaults(run=_guard(run_train_adapter))
 
     ctc = subparsers.add_parser(
@@ -251,7 +270,7 @@ def register(subparsers: Any) -> None:
     ctc.add_argument("--from", dest="source", required=True, help="pretrained encoder checkpoint")
     ctc.add_argument("--out", required=True, type=Path, help="output checkpoint directory")
     ctc.add_argument("--freeze-feature-encoder", action="store_true")
-    _add_common(ctc, steps=2000, lr=1e-4)
+    _add_common(ctc, "ctc")
     ctc.set_defaults(run=_guard(run_train_ctc))
 
     lid = subparsers.add_parser(
@@ -265,7 +284,7 @@ def register(subparsers: Any) -> None:
     lid.add_argument("--unfreeze-encoder", action="store_true", help="train the encoder too")
     lid.add_argument("--weighted-layers", action="store_true",
                      help="pool a learned mix of all layers (use_weighted_layer_sum)")  # fmt: skip
-    _add_common(lid, steps=500, lr=1e-3)
+    _add_common(lid, "lid")
     lid.set_defaults(run=_guard(run_train_lid))
 
     seq2seq = subparsers.add_parser(
@@ -277,7 +296,7 @@ def register(subparsers: Any) -> None:
     seq2seq.add_argument("--from", dest="source", required=True, help="encoder-decoder checkpoint")
     seq2seq.add_argument("--out", required=True, type=Path, help="output checkpoint directory")
     seq2seq.add_argument("--freeze-feature-encoder", action="store_true")
-    _add_common(seq2seq, steps=2000, lr=1e-4)
+    _add_common(seq2seq, "seq2seq")
     seq2seq.set_defaults(run=_guard(run_train_seq2seq))
 
 
@@ -286,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmspeech")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    common.log_to_stderr(logging.INFO)
     return int(args.run(args))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mmspeech.api.options import SAMPLE_RATE
 from mmspeech.errors import AudioError, DatasetError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Utterance:
     label: str | None = None  # class label, e.g. the ISO 639-3 language code for LID
     waveform: np.ndarray | None = None  # (samples,) float32 at 16 kHz when already loaded
 
-    def load(self, sample_rate: int = 16000) -> np.ndarray:
+    def load(self, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """The waveform as (samples,) float32 at ``sample_rate``."""
         if self.waveform is not None:
             return self.waveform
@@ -204,9 +205,9 @@ def load_waveforms(utterances: Sequence[Utterance], max_seconds: float = 30.0) -
             waveform = utterance.load()
         except AudioError as exc:
             raise DatasetError(f"Cannot use {utterance.audio}: {exc}") from exc
-        if len(waveform) > max_seconds * 16000:
+        if len(waveform) > max_seconds * SAMPLE_RATE:
             raise DatasetError(
-                f"{utterance.audio} lasts {len(waveform) / 16000:.1f} s, more than the "
+                f"{utterance.audio} lasts {len(waveform) / SAMPLE_RATE:.1f} s, more than the "
                 f"{max_seconds:.0f} s allowed: cut long recordings into utterances first."
             )
         loaded.append(replace(utterance, waveform=waveform))

@@ -9,7 +9,7 @@ resumed ends with exactly the weights of a run that was not.
 from __future__ import annotations
 
 import logging
-import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -21,14 +21,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmspeech.api.options import SAMPLE_RATE
 from mmspeech.errors import CheckpointError, ConfigError, DatasetError
+from mmspeech.files import atomic_write_text
 from mmspeech.training.augment import Augmentation
 from mmspeech.training.batching import bucketed_batches
 from mmspeech.training.data import Utterance
+from mmspeech.training.state import (
+    STATE_FILE,
+    checksum_file,
+    previous_state,
+    resume_state,
+    sha256,
+    state_problem,
+)
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "trainer_state.pt"
 
 
 def native_bf16(device: str = "cpu") -> bool:
@@ -68,7 +76,10 @@ def _cpu_flags() -> set[str]:
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """How to train; the defaults suit adapter fine-tuning on a few hundred utterances."""
+    """How to train. Each recipe starts from its own defaults — :meth:`for_adapter`,
+    :meth:`for_ctc`, :meth:`for_lid`, :meth:`for_seq2seq` (:data:`RECIPE_DEFAULTS`) — which the
+    ``train-*`` commands read too; the plain defaults below are those of a bare :class:`Trainer`.
+    """
 
     max_steps: int = 1000  # optimizer steps in all
     learning_rate: float = 1e-3  # peak learning rate, reached after warm-up
@@ -91,6 +102,40 @@ class TrainOptions:
     # it is made before they start (the CLI does that); here it reaches the calling thread.
     flush_denormal: bool = True
 
+    @classmethod
+    def for_recipe(cls, recipe: str, **changes: Any) -> TrainOptions:
+        """The defaults of ``recipe`` (a key of :data:`RECIPE_DEFAULTS`) with ``changes``;
+        warm-up is capped at ``max_steps`` unless given."""
+        if recipe not in RECIPE_DEFAULTS:
+            raise ConfigError(
+                f"Unknown training recipe {recipe!r}; expected one of {', '.join(RECIPE_DEFAULTS)}."
+            )
+        settings = {**RECIPE_DEFAULTS[recipe], **changes}
+        options = cls(**settings)
+        if "warmup_steps" not in changes:
+            options = replace(options, warmup_steps=min(options.warmup_steps, options.max_steps))
+        return options
+
+    @classmethod
+    def for_adapter(cls, **changes: Any) -> TrainOptions:
+        """Defaults of :func:`~mmspeech.training.train_adapter` (``mmspeech train-adapter``)."""
+        return cls.for_recipe("adapter", **changes)
+
+    @classmethod
+    def for_ctc(cls, **changes: Any) -> TrainOptions:
+        """Defaults of :func:`~mmspeech.training.train_ctc` (``mmspeech train-ctc``)."""
+        return cls.for_recipe("ctc", **changes)
+
+    @classmethod
+    def for_lid(cls, **changes: Any) -> TrainOptions:
+        """Defaults of :func:`~mmspeech.training.train_lid` (``mmspeech train-lid``)."""
+        return cls.for_recipe("lid", **changes)
+
+    @classmethod
+    def for_seq2seq(cls, **changes: Any) -> TrainOptions:
+        """Defaults of ``train_seq2seq`` (``mmspeech train-seq2seq``)."""
+        return cls.for_recipe("seq2seq", **changes)
+
     def validate(self) -> None:
         for name in ("max_steps", "grad_accumulation", "max_batch_size", "log_every"):
             if getattr(self, name) < 1:
@@ -99,6 +144,17 @@ class TrainOptions:
                 )
         if self.learning_rate <= 0 or self.batch_seconds <= 0:
             raise ConfigError("learning_rate and batch_seconds must be positive.")
+
+
+# What differs between the recipes' defaults (the rest is TrainOptions' own). Adapters and
+# heads train a few weights at a high rate; CTC and seq2seq fine-tune a whole pretrained model,
+# which a high rate would wreck. A resumable checkpoint every 100 steps when there is a work_dir.
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adapter": {"max_steps": 500, "learning_rate": 1e-3, "checkpoint_every": 100},
+    "ctc": {"max_steps": 2000, "learning_rate": 1e-4, "checkpoint_every": 100},
+    "lid": {"max_steps": 500, "learning_rate": 1e-3, "checkpoint_every": 100},
+    "seq2seq": {"max_steps": 2000, "learning_rate": 1e-4, "checkpoint_every": 100},
+}
 
 
 class Task(Protocol):
@@ -215,7 +271,7 @@ class Trainer:
             lengths = [len(u.waveform) for u in self.train_set]  # type: ignore[arg-type]
             batches = bucketed_batches(
                 lengths,
-                max_samples=int(self.options.batch_seconds * 16000),
+                max_samples=int(self.options.batch_seconds * SAMPLE_RATE),
                 max_batch_size=self.options.max_batch_size,
                 seed=self.options.seed,
                 epoch=epoch,
@@ -247,8 +303,9 @@ class Trainer:
             resume: continue from ``output_dir/trainer_state.pt`` if it exists.
             callback: called after every step with a :class:`Progress`.
         """
-        if resume and self.output_dir is not None and (self.output_dir / STATE_FILE).is_file():
-            self.load_state(self.output_dir / STATE_FILE)
+        state = resume_state(self.output_dir) if resume and self.output_dir is not None else None
+        if state is not None:
+            self.load_state(state)
         elif self.step == 0:
             _seed_everything(self.options.seed)
         options = self.options
@@ -338,11 +395,26 @@ class Trainer:
         }
         partial = path.with_suffix(".partial")
         torch.save(state, partial)
+        digest = sha256(partial)
+        if state_problem(path) is None:  # an intact previous state: the fallback of a damaged one
+            previous = previous_state(path)
+            os.replace(path, previous)
+            os.replace(checksum_file(path), checksum_file(previous))
         partial.replace(path)  # a crash while writing never leaves a broken checkpoint
+        atomic_write_text(checksum_file(path), f"{digest}  {path.name}\n")
         logger.info("Checkpoint at step %d written to %s", self.step, path)
 
     def load_state(self, path: str | Path) -> None:
-        """Restore a :meth:`save_state` checkpoint (strict: the model must be the same)."""
+        """Restore a :meth:`save_state` checkpoint (strict: the model must be the same).
+
+        Raises:
+            CheckpointError: the file is empty, unreadable, or not what :meth:`save_state`
+                wrote (its SHA-256 differs from the one stored beside it).
+        """
+        path = Path(path)
+        problem = state_problem(path)
+        if problem is not None:
+            raise CheckpointError(f"Cannot resume from {path}: {problem}.")
         try:
             state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -377,8 +449,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def steps_per_epoch(trainer: Trainer) -> int:
-    """Optimizer steps that one pass over the training set takes."""
-    return math.ceil(len(trainer._epoch_batches(0)) / trainer.options.grad_accumulation)

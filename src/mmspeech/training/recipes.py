@@ -7,6 +7,8 @@ Each prepares a model (what to freeze, which head to create), runs the shared
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,12 @@ from mmspeech.models.wav2vec2 import (
 from mmspeech.training.data import Utterance
 from mmspeech.training.loop import Callback, Trainer, TrainOptions
 from mmspeech.training.tasks import ClassificationTask, CTCTask, check_ctc_lengths
-from mmspeech.training.vocab import build_vocab, restrict_head, write_language_vocab
+from mmspeech.training.vocab import (
+    build_vocab,
+    checkpoint_mode,
+    restrict_head,
+    write_language_vocab,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +101,7 @@ def train_ctc(
 ) -> TrainResult:
     """Train every weight of a CTC model (the conv feature encoder optionally frozen) and save
     it with a flat ``vocab.json`` and processor files in ``output_dir``."""
-    options = options or TrainOptions()
+    options = options or TrainOptions.for_ctc()
     if model.lm_head.out_features != len(vocab):
         raise ConfigError(
             f"The model's head has {model.lm_head.out_features} outputs, the vocabulary "
@@ -180,7 +187,7 @@ def train_adapter(
         lang: the language code to write (e.g. ``"fra"``).
         vocab: the character vocabulary; built from the transcripts when None.
     """
-    options = options or TrainOptions()
+    options = options or TrainOptions.for_adapter()
     directory = Path(checkpoint)
     if not directory.is_dir():
         raise DatasetError(
@@ -194,7 +201,7 @@ def train_adapter(
     train = check_ctc_lengths(model, train, vocab)
     trainer = Trainer(model, CTCTask(vocab), train, heldout, options, work_dir)
     metrics, loss = _run(trainer, resume, callback)
-    model.save_adapter(directory, lang)
+    _replace_adapter(model, directory, lang)
     write_language_vocab(directory, lang, vocab)
     from mmspeech.processing.ctc_tokenizer import Wav2Vec2CTCTokenizer
     from mmspeech.training.vocab import read_nested_vocab
@@ -209,6 +216,18 @@ def train_adapter(
         Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(directory)
     logger.info("Adapter %s written to %s: %s", lang, directory, metrics)
     return TrainResult(directory, metrics, trainer.step, loss)
+
+
+def _replace_adapter(model: Wav2Vec2ForCTC, directory: Path, lang: str) -> Path:
+    """``model.save_adapter`` into the checkpoint, atomically (written beside it, then
+    ``os.replace``) and with the permissions of the checkpoint's files (safetensors writes
+    0600 files)."""
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".adapter-") as scratch:
+        written = Path(model.save_adapter(scratch, lang))
+        os.chmod(written, checkpoint_mode(directory))
+        target = directory / written.name
+        os.replace(written, target)
+    return target
 
 
 def build_lid_model(
@@ -254,7 +273,7 @@ def train_lid(
 ) -> TrainResult:
     """Train a classification head (and the encoder unless ``freeze_base``) on labelled
     utterances; saves the model with ``id2label`` and a feature-extractor config."""
-    options = options or TrainOptions()
+    options = options or TrainOptions.for_lid()
     if model.config.id2label is None:
         raise ConfigError("The LID model needs config.id2label (class index -> language code).")
     if freeze_base:

@@ -67,7 +67,7 @@ def train_seq2seq(
 
     Held-out evaluation is CER/WER of greedy generation when ``decode`` is given, else the loss.
     """
-    options = options or TrainOptions()
+    options = options or TrainOptions.for_seq2seq()
     if freeze_feature_encoder:
         model.freeze_feature_encoder()
     task = Seq2SeqTask(tokenize, decode)

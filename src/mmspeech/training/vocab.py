@@ -8,6 +8,7 @@ directory holds one such table per language in a nested ``vocab.json``.
 from __future__ import annotations
 
 import json
+import stat
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from mmspeech.errors import DatasetError
+from mmspeech.files import atomic_write_text, default_mode
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 WORD_DELIMITER = "|"
@@ -106,10 +108,24 @@ def read_nested_vocab(directory: str | Path) -> dict[str, dict[str, int]]:
 
 
 def write_language_vocab(directory: str | Path, lang: str, vocab: Mapping[str, int]) -> Path:
-    """Add (or replace) ``lang``'s table in the nested ``vocab.json`` of ``directory``."""
+    """Add (or replace) ``lang``'s table in the nested ``vocab.json`` of ``directory``.
+
+    The file is shared by every language of the checkpoint: it is replaced atomically (a kill
+    while writing leaves the old file whole) and keeps its permissions.
+    """
     tables = read_nested_vocab(directory)
     tables[lang] = dict(vocab)
     path = Path(directory) / VOCAB_FILE
     text = json.dumps(tables, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text, checkpoint_mode(directory))
     return path
+
+
+def checkpoint_mode(directory: str | Path) -> int:
+    """The permissions of the checkpoint's files (those of ``vocab.json`` or ``config.json``),
+    for files written into it; a new file's usual ones when it has neither."""
+    for name in (VOCAB_FILE, "config.json"):
+        path = Path(directory) / name
+        if path.is_file():
+            return stat.S_IMODE(path.stat().st_mode)
+    return default_mode()
