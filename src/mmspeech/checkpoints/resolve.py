@@ -119,8 +119,9 @@ class ModelFiles:
         try:
             with open(found, encoding="utf-8") as handle:
                 data = json.load(handle)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{found} is not valid JSON ({exc}).") from exc
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise CheckpointError(f"{found} is not valid JSON ({reason}).") from exc
         if not isinstance(data, dict):
             raise CheckpointError(
                 f"{found} should hold a JSON object, found {type(data).__name__}."

@@ -547,8 +547,9 @@ def _load_vocab(vocab: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, 
         try:
             with open(vocab, encoding="utf-8") as handle:
                 data = json.load(handle)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"Cannot read the CTC vocabulary {vocab}: {exc}") from exc
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise CheckpointError(f"Cannot read the CTC vocabulary {vocab}: {reason}") from exc
     flat = isinstance(data, dict) and all(isinstance(v, int) for v in data.values())
     if not (flat or _is_nested(data)):
         raise CheckpointError(

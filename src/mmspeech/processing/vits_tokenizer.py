@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.checkpoints import resolve
-from mmspeech.errors import ConfigError, EmptyTextError, MissingDependencyError
+from mmspeech.errors import CheckpointError, ConfigError, EmptyTextError, MissingDependencyError
 from mmspeech.processing.batch import BatchFeature
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,14 @@ class VitsTokenizer:
         if isinstance(vocab, Mapping):
             self.vocab = {str(k): int(v) for k, v in vocab.items()}
         else:
-            with open(vocab, encoding="utf-8") as handle:
-                self.vocab = {str(k): int(v) for k, v in json.load(handle).items()}
+            try:
+                with open(vocab, encoding="utf-8") as handle:
+                    self.vocab = {str(k): int(v) for k, v in json.load(handle).items()}
+            except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+                raise CheckpointError(
+                    f"Cannot read the TTS vocabulary {vocab} (a JSON object of characters to "
+                    f"ids): {type(exc).__name__}"
+                ) from exc
         self.pad_token, self.unk_token = pad_token, unk_token
         self.language = language
         self.add_blank, self.normalize = add_blank, normalize

@@ -303,6 +303,8 @@ class Wav2Vec2ForCTC(_TaskModel):
         state: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(self.base.encoder.layers):
             adapter = getattr(layer, "adapter_layer", None)
+            if adapter is None:  # post-norm layout: the reference's adapter is the head alone
+                continue
             assert isinstance(adapter, AttnAdapter)
             prefix = f"{self.base_prefix}.encoder.layers.{index}.adapter_layer."
             for name, param in adapter.named_parameters():
