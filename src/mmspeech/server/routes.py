@@ -20,7 +20,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmspeech.audio import load_audio
-from mmspeech.errors import LanguageError, MmspeechError
+from mmspeech.errors import (
+    AudioError,
+    AudioTooLongError,
+    LanguageError,
+    MissingDependencyError,
+    MmspeechError,
+)
 from mmspeech.languages import resolve_language
 from mmspeech.results import Transcription
 from mmspeech.server.errors import APIError, error_body, from_library_error
@@ -86,18 +92,48 @@ async def _waveform(state: ServerState, upload: UploadFile) -> np.ndarray:
             "invalid_audio",
             "file",
         )
-    waveform = await asyncio.to_thread(load_audio, data, SAMPLE_RATE)
-    seconds = len(waveform) / SAMPLE_RATE
-    if seconds > settings.max_audio_seconds:
+    limit = settings.max_audio_seconds
+    name = _upload_name(upload)
+    # decoded as a job of the bounded scheduler: at most `workers` decodes at once, each costing
+    # no more than the limit at 16 kHz whatever the file declares
+    return await state.scheduler.submit(
+        lambda payloads: [_decode(payload, name, limit) for payload in payloads],
+        data,
+        None,
+        settings.request_timeout,
+    )
+
+
+def _upload_name(upload: UploadFile) -> str:
+    """How messages call an upload: by the file name the client sent (quoted, shortened)."""
+    filename = (upload.filename or "").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    return f"the uploaded file {filename[:100]!r}" if filename else "the uploaded file"
+
+
+def _decode(data: bytes, name: str, max_seconds: float) -> np.ndarray:
+    """16 kHz mono float32 of an upload, or a 4xx naming what the client sent."""
+    try:
+        return load_audio(data, SAMPLE_RATE, max_seconds=max_seconds)
+    except AudioTooLongError as error:
+        lasts = f"{error.seconds:.1f} s" if error.seconds is not None else f"over {max_seconds:g} s"
         raise APIError(
             413,
-            f"The audio lasts {seconds:.1f} s; this server accepts at most "
-            f"{settings.max_audio_seconds:g} s per request. Split the file or use `mmspeech "
-            "transcribe` locally.",
+            f"The audio lasts {lasts}; this server accepts at most {max_seconds:g} s per "
+            "request. Split the file or use `mmspeech transcribe` locally.",
             "audio_too_long",
             "file",
-        )
-    return waveform
+        ) from None
+    except AudioError as error:
+        message = str(error).replace("the audio bytes", name, 1)
+        raise APIError(400, f"Invalid audio: {message}", "invalid_audio", "file") from None
+    except MissingDependencyError:
+        raise APIError(
+            415,
+            f"{name[0].upper()}{name[1:]} is not WAV, FLAC, OGG or MP3, and this server cannot "
+            "decode other formats; send one of those.",
+            "unsupported_media_type",
+            "file",
+        ) from None
 
 
 async def _model(state: ServerState, name: str | None, kind: str) -> tuple[Any, str]:
