@@ -4,6 +4,7 @@ trace — and the server keeps serving afterwards."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,16 +61,23 @@ def speak(http: TestClient, **body: Any) -> Any:
     return http.post("/v1/audio/speech", headers=AUTH, json={"model": "tts-1", **body})
 
 
-def check(response: Any, status: int, code: str, *words: str) -> None:
+def check(response: Any, status: int, code: str, *words: str, sent: str = "") -> None:
     """A specific status, the OpenAI error shape, a useful message and no traceback."""
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == code, error
     assert "Traceback" not in response.text and 'File "' not in response.text
+    # no internals (issue 20 item 6): no filesystem path, no heap address, no temp file
+    message = error["message"].replace(sent, "SENT") if sent else error["message"]
+    assert not INTERNALS.search(message), message
     for word in words:
         assert word.lower() in error["message"].lower(), error["message"]
 
+
+INTERNALS = re.compile(
+    r"(?:^|[\s'\"(])(?:/(?!v1/)|~/|[A-Za-z]:\\)[\w.-]+[/\\]|0x[0-9a-fA-F]{4,}|BytesIO|tmp"
+)
 
 BAD_AUDIO = {
     "random bytes": (np.random.default_rng(0).bytes(4000), "invalid_audio", "audio"),
@@ -142,7 +150,8 @@ def test_unknown_model_language_and_wrong_task(http):
     "name", ["../mms-tiny-all", "mms-tiny-all/../../etc", "/etc/passwd", "~/models", "..", "a\\b"]
 )
 def test_path_traversal_model_names(http, name):
-    check(transcribe(http, wav(1.0), model=name), 400, "invalid_model_reference", "by name")
+    response = transcribe(http, wav(1.0), model=name)
+    check(response, 400, "invalid_model_reference", "by name", sent=repr(name))
 
 
 def test_api_key(http):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ def test_registry_loads_lazily_once_and_evicts_least_recently_used(
     monkeypatch.setattr(
         "mmspeech.server.registry.estimated_bytes", lambda ref: sizes[Path(ref).name]
     )
+    monkeypatch.setattr("mmspeech.server.registry._config_estimate", lambda ref: 0)
     eng = registry.resolve("mms-tts-eng", "tts")
     fra = registry.resolve("mms-tts-fra", "tts")
     lid = registry.resolve("mms-lid-tiny", "lid")
@@ -267,3 +269,91 @@ def test_serve_command_runs_a_server_until_terminated(server_models: Path):
     finally:
         process.terminate()  # uvicorn shuts down gracefully, then re-raises SIGTERM
         assert process.wait(30) in (0, -15)
+
+
+def test_allow_hub_loads_hub_ids_only_and_never_says_whether_a_directory_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 20 item 3: with --allow-hub, 'local/dir' (a directory in the server's working
+    directory, spelt like a hub id) is not loaded, and the answer reads exactly as for a hub id
+    the hub does not have; paths stay 400."""
+    from mmspeech.errors import CheckpointNotFoundError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "local" / "dir").mkdir(parents=True)
+    (tmp_path / "local" / "dir" / "config.json").write_text('{"architectures": ["Wav2Vec2ForCTC"]}')
+    loaded: list[str] = []
+
+    def loader(ref: str, device: str | None) -> Any:
+        loaded.append(ref)
+        raise CheckpointNotFoundError(f"Repository {ref} not found at /root/.cache/huggingface")
+
+    registry = ModelRegistry(ServerSettings(allow_hub=True), {"asr": loader})
+    answers = []
+    for name in ("local/dir", "nobody/nothing"):
+        with pytest.raises(APIError) as info:
+            registry.get(registry.resolve(name, "asr"))
+        answers.append((info.value.status, info.value.message.replace(name, "NAME")))
+    assert loaded == ["nobody/nothing"]  # the local directory never reached a loader
+    assert answers[0] == answers[1] and answers[0][0] == 404
+    assert "/root" not in answers[1][1] and "cache" not in answers[1][1]
+    for path in ("local/dir/sub", "./local/dir", "/etc/passwd", "local/../local/dir"):
+        with pytest.raises(APIError) as info:
+            registry.resolve(path, "asr")
+        assert info.value.status == 400 and info.value.code == "invalid_model_reference"
+
+
+def test_a_failed_load_frees_its_memory_and_is_remembered_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 20 item 2: nothing of a failed load stays referenced (its exception and frames are
+    dropped), and requests within load_failure_ttl get the same error without another try."""
+    import weakref
+
+    import torch
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"architectures": ["Wav2Vec2ForCTC"]}')
+    allocated: list[weakref.ref[torch.Tensor]] = []
+
+    def loader(ref: str, device: str | None) -> Any:
+        weights = torch.zeros(1 << 20)  # what a half-done load holds when it fails
+        allocated.append(weakref.ref(weights))
+        raise RuntimeError(f"size mismatch in {ref}/model.safetensors")
+
+    clock = [100.0]
+    monkeypatch.setattr("mmspeech.server.registry._now", lambda: clock[0])
+    settings = ServerSettings(models_dir=tmp_path, load_failure_ttl=30.0)
+    registry = ModelRegistry(settings, {"asr": loader})
+    entry = registry.resolve("broken", "asr")
+    for _ in range(3):
+        with pytest.raises(APIError) as info:
+            registry.get(entry)
+        assert info.value.status == 500 and info.value.code == "model_error"
+        assert str(tmp_path) not in info.value.message and "broken" in info.value.message
+        assert info.value.__traceback__ is not None
+    assert len(allocated) == 1  # remembered: one attempt for three requests
+    assert allocated[0]() is None  # and its memory is free
+    clock[0] += 31.0
+    with pytest.raises(APIError):
+        registry.get(entry)
+    assert len(allocated) == 2  # tried again once the failure expired
+
+
+def test_a_config_over_the_memory_budget_is_refused_before_loading(tmp_path: Path):
+    """Issue 20 item 2: hidden_size 1e9 in config.json is refused from the config alone."""
+    for name, hidden in (("huge", 1_000_000_000), ("absurd", -1), ("fits", 32)):
+        (tmp_path / name).mkdir()
+        config = {"architectures": ["Wav2Vec2ForCTC"], "hidden_size": hidden,
+                  "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 40}  # fmt: skip
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    calls: list[str] = []
+    settings = ServerSettings(models_dir=tmp_path, memory_budget_bytes=8 * 1024**3)
+    model = argparse.Namespace()  # any object: the loader is what is tested
+    registry = ModelRegistry(settings, {"asr": lambda ref, device: calls.append(ref) or model})
+    for name in ("huge", "absurd"):
+        with pytest.raises(APIError) as info:
+            registry.get(registry.resolve(name, "asr"))
+        assert info.value.code == "model_too_large" and "budget" in info.value.message
+    assert calls == []
+    assert registry.get(registry.resolve("fits", "asr")) is model

@@ -134,8 +134,15 @@ def from_library_error(error: MmspeechError, param: str | None = None) -> APIErr
         return APIError(400, str(error), "empty_text", param or "input")
     if isinstance(error, MissingDependencyError):
         return APIError(400, str(error), "unsupported_format", param or "response_format")
-    if isinstance(error, CheckpointNotFoundError):
-        return APIError(404, str(error), "model_not_found", "model")
+    if isinstance(error, CheckpointNotFoundError):  # its message names local paths: log it only
+        logger.error("a file a served model needs cannot be found: %s", error)
+        return APIError(
+            503,
+            "A file the model needs for this request is not available to this server now "
+            "(offline, or not downloaded); the server log has the details.",
+            "model_unavailable",
+            "model",
+        )
     if isinstance(error, CheckpointError):
         logger.error("a served checkpoint is broken: %s", error)
         return APIError(500, "The model could not be loaded; see the server log.", "model_error")

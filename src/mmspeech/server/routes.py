@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -101,6 +102,7 @@ async def _waveform(state: ServerState, upload: UploadFile) -> np.ndarray:
         data,
         None,
         settings.request_timeout,
+        work="decode",
     )
 
 
@@ -148,10 +150,24 @@ def _locked(
     """A one-item job running ``call(payload)`` while holding the model's lock."""
 
     def run(payloads: list[Any]) -> list[Any]:
-        with state.registry.lock(name):
+        with state.registry.lock(name), _model_errors(state, name):
             return [call(payload) for payload in payloads]
 
     return run
+
+
+@contextmanager
+def _model_errors(state: ServerState, name: str) -> Iterator[None]:
+    """Library errors of a model's work as 4xx that call the model by its name, never by the
+    checkpoint path the library knows it by."""
+    try:
+        yield
+    except MmspeechError as error:
+        api_error = from_library_error(error)
+        entry = state.registry.find(name)
+        if entry is not None and entry.ref != name:
+            api_error.message = api_error.message.replace(entry.ref, f"the model {name!r}")
+        raise api_error from None
 
 
 async def _language(
@@ -192,7 +208,7 @@ def _length_bucket(samples: int) -> int:
 def _transcribe_batch(
     state: ServerState, asr: Any, name: str, language: str | None, words: bool, waveforms: list[Any]
 ) -> list[Any]:
-    with state.registry.lock(name):
+    with state.registry.lock(name), _model_errors(state, name):
         if len(waveforms) == 1:
             return [asr.transcribe(waveforms[0], language=language, word_timestamps=words)]
         return list(asr.transcribe_batch(waveforms, language=language, word_timestamps=words))
@@ -253,7 +269,7 @@ async def _stream_transcript(
     """Server-sent events: one ``transcript.text.delta`` per segment, then ``...done``."""
 
     def segments() -> Iterator[Any]:
-        with state.registry.lock(name):
+        with state.registry.lock(name), _model_errors(state, name):
             yield from asr.iter_segments(waveform, language=code, word_timestamps=words)
 
     items = await state.scheduler.stream(segments)
@@ -419,7 +435,7 @@ async def _stream_speech(
     state: ServerState, tts: Any, name: str, text: str, speed: float, fmt: str
 ) -> StreamingResponse:
     def pieces() -> Iterator[Any]:
-        with state.registry.lock(name):
+        with state.registry.lock(name), _model_errors(state, name):
             yield from tts.iter_synthesize(text, speaking_rate=speed)
 
     items = await state.scheduler.stream(pieces)

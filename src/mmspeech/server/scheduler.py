@@ -33,6 +33,8 @@ class Job:
     payload: Any
     key: Hashable | None
     future: asyncio.Future[Any]
+    # "inference" (counted in the batch-size histogram) or "decode" (an upload being decoded)
+    work: str = "inference"
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -94,7 +96,12 @@ class Scheduler:
         )
 
     async def submit(
-        self, run: BatchFn, payload: Any, key: Hashable | None = None, timeout: float = 120.0
+        self,
+        run: BatchFn,
+        payload: Any,
+        key: Hashable | None = None,
+        timeout: float = 120.0,
+        work: str = "inference",
     ) -> Any:
         """Queue one job and wait for its result.
 
@@ -113,7 +120,7 @@ class Scheduler:
                 "queue_full",
                 headers={"Retry-After": str(self.retry_after)},
             )
-        job = Job(run, payload, key, asyncio.get_running_loop().create_future())
+        job = Job(run, payload, key, asyncio.get_running_loop().create_future(), work)
         self._pending.append(job)
         self._arrived.set()
         try:
@@ -220,7 +227,8 @@ class Scheduler:
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[Job]) -> None:
         now = time.perf_counter()
-        self.metrics.observe("mmspeech_batch_size", len(batch))
+        if batch[0].work == "inference":
+            self.metrics.observe("mmspeech_batch_size", len(batch))
         for job in batch:
             self.metrics.observe("mmspeech_queue_wait_seconds", now - job.queued_at)
         try:

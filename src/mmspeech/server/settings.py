@@ -48,5 +48,7 @@ class ServerSettings:
     batch_wait: float = 0.01
     # total estimated size of loaded models, in bytes; least recently used ones are evicted
     memory_budget_bytes: int = 8 * 1024**3
+    # seconds a failed model load is remembered (requests meanwhile get its error, no new try)
+    load_failure_ttl: float = 60.0
     # torch device for every model (None: CPU)
     device: str | None = None
