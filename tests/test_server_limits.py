@@ -9,7 +9,11 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -103,3 +107,125 @@ def test_decode_bombs_keep_the_server_within_300_mb_of_idle(server_models: Path,
     # are decoded up to the limit, then refused
     assert report["statuses"] == [400, 400, 413, 413, 413], report
     assert report["grew_mb"] < 300, report
+
+
+# -- timeouts and the queue: fake models that block until the test lets them go ---------------
+
+
+class Gate:
+    """What a fake model waits on; ``started`` tells the test it is inside the model."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def wait(self) -> None:
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(30), "the test never released the model"
+
+
+class FakeASR:
+    def __init__(self, gate: Gate):
+        self.gate = gate
+        self.languages: list[str] = []  # one vocabulary: no language to resolve
+
+    def transcribe(self, waveform: Any, **options: Any) -> Any:
+        from mmspeech.results import Transcription
+
+        self.gate.wait()
+        return Transcription(text="ok", language=None, language_probability=None, duration=1.0)
+
+    def iter_segments(self, waveform: Any, **options: Any) -> Iterator[Any]:
+        from mmspeech.results import Segment
+
+        for index in range(100):
+            self.gate.wait()
+            yield Segment(id=index, start=index, end=index + 1, text=f"s{index}")
+
+
+class FakeTTS:
+    def __init__(self, gate: Gate):
+        self.gate = gate
+
+    def synthesize(self, text: str, **options: Any) -> Any:
+        return next(self.iter_synthesize(text))
+
+    def iter_synthesize(self, text: str, **options: Any) -> Iterator[Any]:
+        from mmspeech.results import Synthesis
+
+        for _ in range(100):
+            self.gate.wait()
+            yield Synthesis(waveform=np.zeros(160, np.float32), sample_rate=16_000)
+
+
+def fake_app(tmp_path: Path, gate: Gate, **changes: Any) -> Any:
+    from mmspeech.server import ServerSettings, create_app
+
+    for name, architecture in (("fake-asr", "Wav2Vec2ForCTC"), ("fake-tts", "VitsModel")):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "config.json").write_text(json.dumps({"architectures": [architecture]}))
+    settings = ServerSettings(models_dir=tmp_path, workers=1, **changes)
+    loaders = {"asr": lambda ref, device: FakeASR(gate), "tts": lambda ref, device: FakeTTS(gate)}
+    return create_app(settings, loaders)
+
+
+def rejected(http: Any, reason: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "mmspeech_rejected_total" and sample.labels["reason"] == reason:
+                return sample.value
+    return 0.0
+
+
+def test_requests_past_the_timeout_answer_504_streamed_or_not(tmp_path: Path):
+    """Issue 20 item 8: wav/pcm speech and streamed transcription honour --timeout with a 504
+    (they answered 500, or ran on), counted as rejected for timeout."""
+    from fastapi.testclient import TestClient
+
+    gate = Gate()
+    app = fake_app(tmp_path, gate, request_timeout=0.2)
+    audio = {"file": ("a.wav", _wav(16_000, 16_000), "audio/wav")}
+    try:
+        with TestClient(app, raise_server_exceptions=False) as http:
+            for fmt in ("wav", "pcm"):
+                response = http.post(
+                    "/v1/audio/speech", json={"input": "hello", "response_format": fmt}
+                )
+                assert response.status_code == 504, response.text
+                assert response.json()["error"]["code"] == "timeout"
+            for stream in ("true", "false"):
+                response = http.post(
+                    "/v1/audio/transcriptions", files=audio, data={"stream": stream}
+                )
+                assert response.status_code == 504, response.text
+            assert rejected(http, "timeout") == 4
+    finally:
+        gate.release.set()
+
+
+def test_streaming_requests_over_the_queue_limit_are_counted(tmp_path: Path):
+    """Issue 20 item 8: a 429 from the streaming path counts in mmspeech_rejected_total."""
+    from fastapi.testclient import TestClient
+
+    gate = Gate()
+    app = fake_app(tmp_path, gate, max_queue=1, request_timeout=30)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as http, ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(
+                http.post, "/v1/audio/speech", json={"input": "a", "response_format": "flac"}
+            )
+            assert gate.started.wait(30)  # the queue's one place is taken
+            for fmt in ("wav", "pcm"):
+                response = http.post(
+                    "/v1/audio/speech", json={"input": "hello", "response_format": fmt}
+                )
+                assert response.status_code == 429, response.text
+            assert rejected(http, "queue_full") == 2
+            gate.release.set()
+            busy.result(30)
+    finally:
+        gate.release.set()

@@ -210,16 +210,25 @@ def test_registry_loads_lazily_once_and_evicts_least_recently_used(
 
 
 def test_metrics_render_prometheus_text():
+    from prometheus_client.parser import text_string_to_metric_families
+
     metrics = Metrics()
-    metrics.count("mmspeech_requests_total", {"endpoint": "/x", "status": "200"})
-    metrics.count("mmspeech_requests_total", {"endpoint": "/x", "status": "200"})
+    labels = {"endpoint": "/x", "method": "GET", "status": "200"}
+    metrics.count("mmspeech_requests_total", labels)
+    metrics.count("mmspeech_requests_total", labels)
     metrics.observe("mmspeech_batch_size", 3)
     text = metrics.render({"mmspeech_queue_depth": ("depth", lambda: [({}, 2)])})
-    assert 'mmspeech_requests_total{endpoint="/x",status="200"} 2' in text
-    assert 'mmspeech_batch_size_bucket{le="2"} 0' in text
-    assert 'mmspeech_batch_size_bucket{le="4"} 1' in text
-    assert "mmspeech_batch_size_sum 3.000000" in text
-    assert "# TYPE mmspeech_queue_depth gauge\nmmspeech_queue_depth 2" in text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("mmspeech_requests_total", tuple(sorted(labels.items())))] == 2
+    assert samples[("mmspeech_batch_size_bucket", (("le", "2.0"),))] == 0
+    assert samples[("mmspeech_batch_size_bucket", (("le", "4.0"),))] == 1
+    assert samples[("mmspeech_batch_size_sum", ())] == 3
+    assert samples[("mmspeech_queue_depth", ())] == 2
+    assert "# TYPE mmspeech_queue_depth gauge" in text
 
 
 def test_serve_options_become_settings(tmp_path: Path):

@@ -29,6 +29,7 @@ from mmspeech.server.errors import (
     error_response,
     install_error_handlers,
 )
+from mmspeech.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mmspeech.server.metrics import Metrics, Samples
 from mmspeech.server.registry import ALIASES, Loader, ModelRegistry
 from mmspeech.server.routes import router
@@ -270,9 +271,7 @@ def _add_service_routes(app: FastAPI, state: ServerState) -> None:
                 lambda: [({}, registry.evictions)],
             ),
         }
-        return PlainTextResponse(
-            state.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        return PlainTextResponse(state.metrics.render(gauges), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/v1/models", tags=["models"])
     async def models() -> dict[str, Any]:

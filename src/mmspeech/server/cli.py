@@ -22,12 +22,14 @@ _DEFAULTS = ServerSettings()
 
 
 def require_server_extra() -> None:
-    """Raise MissingDependencyError unless fastapi, uvicorn and python-multipart import."""
+    """Raise MissingDependencyError unless fastapi, uvicorn, python-multipart and
+    prometheus-client import."""
     missing = []
     for module, package in (
         ("fastapi", "fastapi"),
         ("uvicorn", "uvicorn"),
         ("python_multipart", "python-multipart"),
+        ("prometheus_client", "prometheus-client"),
     ):
         try:
             __import__(module)

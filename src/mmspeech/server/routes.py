@@ -252,7 +252,7 @@ async def transcriptions(
         ("asr", name, code, words, _length_bucket(len(waveform))),
         state.settings.request_timeout,
     )
-    if probability is not None:
+    if probability is not None:  # Transcription is frozen: a copy with the detected probability
         result = dataclasses.replace(result, language_probability=probability)
     return _respond(*transcript_body(result, response_format, words))
 
@@ -272,25 +272,39 @@ async def _stream_transcript(
         with state.registry.lock(name), _model_errors(state, name):
             yield from asr.iter_segments(waveform, language=code, word_timestamps=words)
 
-    items = await state.scheduler.stream(segments)
+    stream = await state.scheduler.stream(segments, state.settings.request_timeout)
+    try:  # the first segment before the headers: a failure or timeout is then a plain 4xx/504
+        first = await stream.get()
+    except BaseException:
+        stream.close()
+        raise
+    if isinstance(first, Exception):
+        raise _as_api_error(first)
 
     async def events() -> AsyncIterator[str]:
         texts = []
-        while (item := await items.get()) is not None:
-            if isinstance(item, Exception):
-                logger.error("transcription stream failed: %s", item)
-                error = _as_api_error(item)
+        item = first
+        try:
+            while item is not None:
+                if isinstance(item, Exception):
+                    raise item
+                texts.append(item.text.strip())
                 yield _sse(
-                    {
-                        "type": "error",
-                        **error_body(error.status, error.message, error.code, error.param),
-                    }
+                    {"type": "transcript.text.delta", "delta": item.text, "segment": item.to_dict()}
                 )
-                return
-            texts.append(item.text.strip())
+                item = await stream.get()
+        except Exception as failure:  # headers are sent: the error is the last event
+            logger.error("transcription stream failed: %s", failure)
+            error = _as_api_error(failure)
             yield _sse(
-                {"type": "transcript.text.delta", "delta": item.text, "segment": item.to_dict()}
+                {
+                    "type": "error",
+                    **error_body(error.status, error.message, error.code, error.param),
+                }
             )
+            return
+        finally:  # also when the client has gone (the response is cancelled): stop the job
+            stream.close()
         text = " ".join(t for t in texts if t)
         yield _sse(
             {
@@ -438,22 +452,31 @@ async def _stream_speech(
         with state.registry.lock(name), _model_errors(state, name):
             yield from tts.iter_synthesize(text, speaking_rate=speed)
 
-    items = await state.scheduler.stream(pieces)
-    first = await asyncio.wait_for(items.get(), state.settings.request_timeout)
+    stream = await state.scheduler.stream(pieces, state.settings.request_timeout)
+    try:
+        first = await stream.get()
+    except BaseException:
+        stream.close()
+        raise
     if isinstance(first, Exception):
         raise _as_api_error(first)
     if first is None:
         raise APIError(400, "The input leaves nothing to speak.", "empty_text", "input")
 
     async def chunks() -> AsyncIterator[bytes]:
-        if fmt == "wav":
-            yield wav_header(first.sample_rate)
-        yield pcm16(first.waveform)
-        while (item := await items.get()) is not None:
-            if isinstance(item, Exception):  # headers are sent: end the stream early
-                logger.error("speech stream failed after its first sentence: %s", item)
-                return
-            yield pcm16(item.waveform)
+        try:
+            if fmt == "wav":
+                yield wav_header(first.sample_rate)
+            yield pcm16(first.waveform)
+            while (item := await stream.get()) is not None:
+                if isinstance(item, Exception):  # headers are sent: end the stream early
+                    logger.error("speech stream failed after its first sentence: %s", item)
+                    return
+                yield pcm16(item.waveform)
+        except APIError as error:  # past the timeout: end the stream early
+            logger.error("speech stream stopped: %s", error.message)
+        finally:  # also when the client has gone (the response is cancelled): stop the job
+            stream.close()
 
     headers = {"X-Sample-Rate": str(first.sample_rate)}
     return StreamingResponse(chunks(), media_type=AUDIO_MEDIA_TYPES[fmt], headers=headers)
