@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -229,3 +230,84 @@ def test_streaming_requests_over_the_queue_limit_are_counted(tmp_path: Path):
             busy.result(30)
     finally:
         gate.release.set()
+
+
+# -- stalled and abandoned clients, against a real uvicorn server -----------------------------
+
+
+def raw_request(url: str, head: str, body: bytes) -> socket.socket:
+    """A socket that has sent ``head`` (request line and headers) and ``body``."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=30)
+    connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+    return connection
+
+
+def upload(path: str, data: bytes, content_length: int | None = None) -> tuple[str, bytes]:
+    boundary = "b0undary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            f"Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    length = len(body) if content_length is None else content_length
+    head = (
+        f"POST {path} HTTP/1.1\nHost: test\nContent-Type: multipart/form-data; "
+        f"boundary={boundary}\nContent-Length: {length}\n"
+    )
+    return head, body
+
+
+def test_a_stalled_body_is_timed_out_and_its_connection_closed(tmp_path: Path):
+    """Issue 20 item 5: a client that stops mid-body gets a 408 after body_timeout and its
+    connection is closed (it stayed open 75 s+ before)."""
+    from test_server import LiveServer
+
+    gate = Gate()
+    with LiveServer(fake_app(tmp_path, gate, body_timeout=0.3)) as live:
+        head, body = upload("/v1/audio/transcriptions", _wav(16_000, 16_000))
+        connection = raw_request(live.url, head, body[: len(body) // 2])  # then nothing more
+        with connection:
+            reply = b""
+            while chunk := connection.recv(65536):  # until the server closes the connection
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b"request_timeout" in reply and gate.calls == 0
+
+
+def test_queued_work_of_a_client_that_left_never_runs(tmp_path: Path):
+    """Issue 20 item 4: clients that close their connection right after uploading have their
+    queued jobs withdrawn (six such clients cost 38 s of queue before)."""
+    from test_server import LiveServer
+
+    gate = Gate()
+    app = fake_app(tmp_path, gate, request_timeout=30)
+    scheduler = app.state.mmspeech.scheduler
+    with LiveServer(app) as live, ThreadPoolExecutor(1) as pool:
+        head, body = upload("/v1/audio/transcriptions", _wav(16_000, 16_000))
+        first = pool.submit(raw_request, live.url, head, body)
+        assert gate.started.wait(30)  # the one worker is busy with the first request
+        leavers = [raw_request(live.url, head, body) for _ in range(3)]
+        # wait (on the server's own state) until all three are queued, then leave
+        assert _eventually(lambda: scheduler.depth == 4), scheduler.depth
+        for connection in leavers:
+            connection.close()
+        assert _eventually(lambda: scheduler.depth == 1), scheduler.depth
+        gate.release.set()
+        with first.result(30) as connection:
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+    assert gate.calls == 1  # only the client that stayed was transcribed
+
+
+def _eventually(condition: Any, seconds: float = 20.0) -> bool:
+    """Whether ``condition()`` becomes true within ``seconds`` (checked as events arrive on the
+    server's loop, every 10 ms at most)."""
+    done = threading.Event()
+    for _ in range(int(seconds * 100)):
+        if condition():
+            return True
+        done.wait(0.01)
+    return bool(condition())

@@ -249,6 +249,23 @@ def test_serve_options_become_settings(tmp_path: Path):
         parse_models(["=x"])
 
 
+def test_serve_caps_connections_and_body_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Issue 20 item 5: stalled clients can hold at most --max-connections connections (uvicorn
+    answers 503 beyond), each for at most --body-timeout seconds of body."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--models-dir", str(tmp_path), "--max-connections", "7",
+                              "--body-timeout", "2.5"])  # fmt: skip
+    settings = settings_from_args(args)
+    assert settings.max_connections == 7 and settings.body_timeout == 2.5
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options))
+    assert args.run(args) == 0
+    assert ran["limit_concurrency"] == 7
+
+
 def test_serve_command_runs_a_server_until_terminated(server_models: Path):
     import socket
     import subprocess

@@ -7,6 +7,8 @@ API key, the upload size and the content type before any body is parsed, and cou
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -25,6 +27,7 @@ from mmspeech import __version__
 from mmspeech.server.errors import (
     ERROR_RESPONSES,
     APIError,
+    BodyTimeout,
     BodyTooLarge,
     error_response,
     install_error_handlers,
@@ -106,9 +109,13 @@ def create_app(settings: ServerSettings, loaders: Mapping[str, Loader] | None = 
     )
     app.state.mmspeech = state
     install_error_handlers(app)
-    # inside the guard, so that its 413 reaches the endpoint's body parsing unwrapped
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    # inside the guard, so that its 413/408 reach the endpoint's body parsing unwrapped
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes, timeout=settings.body_timeout)
     app.middleware("http")(_guard(state))
+    app.add_middleware(  # outermost: cancels everything inside when the client has gone
+        CancelOnDisconnect,
+        on_cancel=lambda: metrics.count("mmspeech_rejected_total", {"reason": "client_gone"}),
+    )
     app.include_router(router)
     _add_service_routes(app, state)
     if settings.api_key:
@@ -131,32 +138,102 @@ def _openapi_with_bearer(app: FastAPI) -> dict[str, Any]:
 
 
 class BodyLimit:
-    """ASGI middleware: stop reading a request body once it exceeds ``limit`` bytes (413).
+    """ASGI middleware: a request body must stay within ``limit`` bytes (413) and arrive within
+    ``timeout`` seconds of the first read (408, connection closed).
 
     The Content-Length check in the guard refuses honest large requests before any byte is read;
-    this catches chunked bodies and wrong lengths while they stream in.
+    this catches chunked bodies and wrong lengths while they stream in, and clients that stall
+    mid-body (each would hold a connection and a spooled upload for as long as it liked).
     """
 
-    def __init__(self, app: ASGIApp, limit: int):
+    def __init__(self, app: ASGIApp, limit: int, timeout: float):
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         received = 0
+        deadline: float | None = None
+        complete = False
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, complete
+            if complete:  # after the body: only a disconnect can come, whenever it comes
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + self.timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise BodyTimeout(self.timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise BodyTooLarge(self.limit)
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited, send)
+
+
+class CancelOnDisconnect:
+    """ASGI middleware: when a client disconnects before its response is complete, cancel the
+    handling of its request, so that its queued job is withdrawn and never runs.
+
+    Once the request body has been read, the only message left to receive is the disconnect;
+    a watcher waits for it while the request is being handled.
+    """
+
+    def __init__(self, app: ASGIApp, on_cancel: Callable[[], None]):
+        self.app = app
+        self.on_cancel = on_cancel
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_read = asyncio.Event()
+        disconnected = asyncio.Event()
+
+        async def tracked() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected.set()
+            elif not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        async def watch() -> None:
+            await body_read.wait()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()
+
+        responded = False
+
+        async def sending(message: Message) -> None:
+            nonlocal responded
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                responded = True
+            await send(message)
+
+        handling = asyncio.ensure_future(self.app(scope, tracked, sending))
+        watcher = asyncio.ensure_future(watch())
+        gone = asyncio.ensure_future(disconnected.wait())
+        try:
+            await asyncio.wait({handling, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not handling.done() and not responded:
+                handling.cancel()
+                self.on_cancel()
+                logger.info("client left before its response: %s cancelled", scope["path"])
+            with contextlib.suppress(asyncio.CancelledError):
+                await handling
+        finally:
+            for task in (watcher, gone, handling):
+                task.cancel()
 
 
 def _guard(

@@ -67,6 +67,10 @@ def register(subparsers: Any) -> None:
     add("--max-text-chars", type=int, default=_DEFAULTS.max_text_chars)
     add("--max-queue", type=int, default=_DEFAULTS.max_queue, help="queued jobs before 429")
     add("--timeout", type=float, default=_DEFAULTS.request_timeout, help="seconds per request")
+    add("--body-timeout", type=float, default=_DEFAULTS.body_timeout,
+        help="seconds a client may take to send its request body (then 408)")  # fmt: skip
+    add("--max-connections", type=int, default=_DEFAULTS.max_connections,
+        help="open connections served at once (more get 503)")  # fmt: skip
     add("--max-batch", type=int, default=_DEFAULTS.max_batch,
         help="micro-batch size for same-language requests (1: off)")  # fmt: skip
     add("--batch-wait-ms", type=float, default=_DEFAULTS.batch_wait * 1000)
@@ -118,6 +122,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_text_chars=args.max_text_chars,
         max_queue=args.max_queue,
         request_timeout=args.timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
         max_batch=args.max_batch,
         batch_wait=args.batch_wait_ms / 1000,
         workers=args.workers,
@@ -152,5 +158,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
+        limit_concurrency=settings.max_connections,  # stalled clients cannot exhaust descriptors
+        timeout_keep_alive=5,
     )
     return 0

@@ -34,6 +34,7 @@ _TYPES = {
     403: "invalid_request_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     422: "invalid_request_error",
@@ -105,6 +106,17 @@ class BodyTooLarge(HTTPException):
             413,
             f"The request body is larger than this server's {limit / 1e6:.1f} MB limit; send a "
             "shorter or compressed file.",
+        )
+
+
+class BodyTimeout(HTTPException):
+    """A request body that did not arrive within the server's body timeout (a stalled client)."""
+
+    def __init__(self, timeout: float):
+        super().__init__(
+            408,
+            f"The request body did not arrive within {timeout:g} s; send it in one go.",
+            headers={"Connection": "close"},
         )
 
 
@@ -181,9 +193,12 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(error.detail) if error.detail else "HTTP error"
         if error.status_code == 404:
             message = f"No such endpoint: {request.method} {request.url.path}."
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
-            error.status_code
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            408: "request_timeout",
+            413: "request_too_large",
+        }.get(error.status_code)
         headers = dict(error.headers) if error.headers else None
         return error_response(APIError(error.status_code, message, code, headers=headers))
 

@@ -189,7 +189,6 @@ class Scheduler:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout)
         except asyncio.CancelledError:  # the client went away: do not run its job
             self._withdraw(job)
-            self.metrics.count("mmspeech_rejected_total", {"reason": "client_gone"})
             raise
         except asyncio.TimeoutError:
             self._withdraw(job)

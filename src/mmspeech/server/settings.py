@@ -30,6 +30,10 @@ class ServerSettings:
     api_key: str | None = None
     # maximum request body (an upload), in bytes -> 413
     max_upload_bytes: int = 25 * 1024 * 1024
+    # seconds a client may take to send a request body (from its first byte) -> 408, closed
+    body_timeout: float = 60.0
+    # open connections (each one request at a time); more -> 503 (uvicorn's limit_concurrency)
+    max_connections: int = 256
     # maximum decoded audio duration, in seconds -> 413
     max_audio_seconds: float = 600.0
     # maximum text length for speech, in characters -> 413
