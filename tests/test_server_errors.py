@@ -207,7 +207,47 @@ def test_translation_without_a_translation_model(http):
     response = http.post(
         "/v1/audio/translations", headers=AUTH, files={"file": ("clip.wav", wav(1.0), "audio/wav")}
     )
-    check(response, 404, "model_not_found", "translation")
+    check(response, 404, "model_not_found", "serves no speech translation model")
+    assert "none configured" not in response.text
+
+
+def test_language_errors_point_to_the_languages_endpoint(http):
+    """Issue 20 item 7: HTTP clients are told of an endpoint, not a CLI command."""
+    response = transcribe(http, wav(1.0), language="jpn")
+    check(response, 400, "unsupported_language", "GET /v1/models/mms-tiny-all/languages")
+    assert "mmspeech languages" not in response.text
+    listed = http.get("/v1/models/mms-tiny-all/languages", headers=AUTH).json()
+    assert listed["task"] == "asr"
+    assert {item["code"] for item in listed["languages"]} == {"eng", "fra", "deu"}
+    assert {"code": "fra", "name": "French"} in listed["languages"]
+    listed = http.get("/v1/models/whisper-1/languages", headers=AUTH).json()
+    assert listed["model"] == "mms-tiny-all"
+    lid = http.get("/v1/models/mms-lid-tiny/languages", headers=AUTH).json()
+    assert lid["task"] == "lid" and len(lid["languages"]) >= 2
+    check(http.get("/v1/models/nope/languages", headers=AUTH), 404, "model_not_found")
+
+
+def test_offline_model_list_shows_only_what_can_load(
+    server_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 20 item 7: offline with an empty hub cache, the hub's mms-tts-eng cannot load and
+    is not listed; the default ASR hub id is listed as running the bundled demo checkpoint."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    settings = ServerSettings(
+        models={"mms-tts-eng": "facebook/mms-tts-eng", "mms-1b-all": "facebook/mms-1b-all",
+                "local-tts": str(server_models / "mms-tts-fra")},
+        default_tts="mms-tts-eng",
+    )  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        listed = {item["id"]: item for item in client.get("/v1/models").json()["data"]}
+        # the ASR aliases, but no tts-1: its default model is not listed
+        assert set(listed) == {"mms-1b-all", "local-tts", "whisper-1", "gpt-4o-transcribe"}
+        assert listed["mms-1b-all"]["demo"] is True and listed["local-tts"]["demo"] is False
+        response = client.post("/v1/audio/speech", json={"input": "hello", "model": "mms-tts-eng"})
+        check(response, 503, "model_unavailable", "mms-tts-eng")
 
 
 def test_unknown_endpoint_and_method(http):

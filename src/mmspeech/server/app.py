@@ -364,20 +364,19 @@ def _add_service_routes(app: FastAPI, state: ServerState) -> None:
                 "owned_by": "mmspeech",
                 "task": entry.kind,
                 "loaded": entry.name in loaded,
+                "demo": registry.runs_demo(entry),  # a bundled toy checkpoint, not real MMS
             }
             for entry in registry.entries()
+            if registry.can_load(entry)  # offline, an uncached hub model is not listed
         ]
+        listed = {item["id"]: item for item in data}
         for alias, kind in ALIASES.items():
             default = registry.default(kind)
-            if default is not None:
+            if default in listed:
                 data.append(
                     {
+                        **listed[default],
                         "id": alias,
-                        "object": "model",
-                        "created": created,
-                        "owned_by": "mmspeech",
-                        "task": kind,
-                        "loaded": default in loaded,
                         "alias_of": default,
                     }
                 )

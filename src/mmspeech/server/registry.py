@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -292,6 +293,36 @@ class ModelRegistry:
             )
         return entry
 
+    def can_load(self, entry: ModelEntry) -> bool:
+        """Whether ``entry`` can load now: a local checkpoint, a loaded model, or a hub id that
+        is cached, downloadable (online), or the default that falls back to a bundled demo
+        checkpoint offline. Offline, a hub id in none of these cases would only fail."""
+        if entry.name in self._loaded or (Path(entry.ref) / "config.json").is_file():
+            return True
+        if not _HUB_ID.fullmatch(entry.ref) or not _offline():
+            return True
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(entry.ref, "config.json"), str):
+            return True
+        return demo_fallback(entry.ref) is not None
+
+    def runs_demo(self, entry: ModelEntry) -> bool:
+        """Whether ``entry`` is (or would load as) one of mmspeech's bundled demo checkpoints —
+        toy models trained on synthetic speech, which a page or client should say it runs."""
+        from mmspeech.demo import DEMO_DIR
+
+        loaded = self._loaded.get(entry.name)
+        ref = str(getattr(loaded[0], "ref", "")) if loaded is not None else entry.ref
+        if Path(ref).expanduser().resolve().is_relative_to(DEMO_DIR):
+            return True
+        if loaded is not None or not _HUB_ID.fullmatch(entry.ref) or not _offline():
+            return False
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(entry.ref, "config.json"), str)
+        return not cached and demo_fallback(entry.ref) is not None
+
     def _names(self, kind: str) -> str:
         return ", ".join(entry.name for entry in self.entries() if entry.kind == kind)
 
@@ -429,6 +460,30 @@ class ModelRegistry:
         """Names of the loaded models, least recently used first."""
         with self._lock:
             return list(self._loaded)
+
+
+def _offline() -> bool:
+    """Whether the hub is off limits (``HF_HUB_OFFLINE``, read now, as the loaders read it)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    from huggingface_hub import constants
+
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def demo_fallback(ref: str) -> Path | None:
+    """The bundled demo checkpoint the loaders use instead of ``ref`` when it cannot be had
+    (only the high-level API's default ASR and LID hub ids fall back); None for any other."""
+    from mmspeech.api.options import DEFAULT_ASR_MODEL, DEFAULT_LID_MODEL
+    from mmspeech.demo import demo_checkpoint
+
+    kind = {DEFAULT_ASR_MODEL: "asr", DEFAULT_LID_MODEL: "lid"}.get(ref)
+    if kind is None:
+        return None
+    try:
+        return demo_checkpoint(kind)
+    except CheckpointNotFoundError:
+        return None
 
 
 def _kind_from_name(name: str, ref: str) -> str | None:

@@ -28,7 +28,7 @@ from mmspeech.errors import (
     MissingDependencyError,
     MmspeechError,
 )
-from mmspeech.languages import resolve_language
+from mmspeech.languages import language_name, resolve_language
 from mmspeech.results import Transcription
 from mmspeech.server.errors import APIError, error_body, from_library_error
 from mmspeech.server.formats import (
@@ -171,7 +171,7 @@ def _model_errors(state: ServerState, name: str) -> Iterator[None]:
 
 
 async def _language(
-    state: ServerState, asr: Any, language: str | None, waveform: np.ndarray
+    state: ServerState, asr: Any, name: str, language: str | None, waveform: np.ndarray
 ) -> tuple[str | None, float | None]:
     """The ASR language code: the one asked for, or the most probable one it supports.
 
@@ -180,7 +180,14 @@ async def _language(
     if not asr.languages:
         return None, None
     if language:
-        return resolve_language(language, asr.languages), None
+        try:
+            return resolve_language(language, asr.languages), None
+        except LanguageError as error:  # its hint names the CLI; HTTP clients have an endpoint
+            message = str(error).replace(
+                "List the supported codes with `mmspeech languages`.",
+                f"GET /v1/models/{name}/languages lists them.",
+            )
+            raise APIError(400, message, "unsupported_language", "language") from None
     if state.registry.default("lid") is None:
         raise APIError(
             400,
@@ -242,7 +249,7 @@ async def transcriptions(
     state = _state(request)
     asr, name = await _model(state, model, "asr")
     waveform = await _waveform(state, file)
-    code, probability = await _language(state, asr, language, waveform)
+    code, probability = await _language(state, asr, name, language, waveform)
     words = "word" in (timestamp_granularities or [])
     if stream:
         return await _stream_transcript(state, asr, name, code, probability, words, waveform)
@@ -480,3 +487,28 @@ async def _stream_speech(
 
     headers = {"X-Sample-Rate": str(first.sample_rate)}
     return StreamingResponse(chunks(), media_type=AUDIO_MEDIA_TYPES[fmt], headers=headers)
+
+
+@router.get("/v1/models/{name}/languages", tags=["models"])
+async def model_languages(request: Request, name: str) -> dict[str, Any]:
+    """The languages a model takes (ASR adapters, language-ID labels; a TTS model's one
+    language), as ISO 639-3 codes with English names. Loads the model if it is not loaded."""
+    state = _state(request)
+    registry = state.registry
+    entry = registry.find(name)
+    if entry is None and name in ALIASES:
+        entry = registry.resolve(name, ALIASES[name])
+    if entry is None:
+        entry = registry.resolve(name, "asr")  # the same 400/404 as a transcription request
+    model = await asyncio.to_thread(registry.get, entry)
+    if entry.kind in ("asr", "lid"):
+        codes = list(model.languages)
+    else:
+        language = getattr(getattr(model, "tokenizer", None), "language", None)
+        codes = [language] if isinstance(language, str) and language else []
+    return {
+        "model": entry.name,
+        "task": entry.kind,
+        # an ASR checkpoint without adapters has one vocabulary: it takes any language= value
+        "languages": [{"code": code, "name": language_name(code)} for code in codes],
+    }
