@@ -383,3 +383,31 @@ def test_a_config_over_the_memory_budget_is_refused_before_loading(tmp_path: Pat
         assert info.value.code == "model_too_large" and "budget" in info.value.message
     assert calls == []
     assert registry.get(registry.resolve("fits", "asr")) is model
+
+
+def test_body_paths_and_metric_labels_come_from_the_routes(server_models: Path):
+    """Issue 17: the content-type check and the metric labels read the router, not lists that
+    repeat its paths; every task has its default setting and serve option."""
+    from fastapi.testclient import TestClient
+
+    from mmspeech.server import create_app
+    from mmspeech.server.formats import AUDIO_FORMATS, AUDIO_MEDIA_TYPES
+    from mmspeech.server.settings import TASKS
+
+    app = create_app(ServerSettings(models_dir=server_models, default_asr="mms-tiny-all"))
+    paths = app.state.mmspeech.body_paths
+    assert paths.multipart == {
+        "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/language",
+    }  # fmt: skip
+    assert paths.json == {"/v1/audio/speech"}
+    with TestClient(app) as http:
+        assert http.get("/v1/models/mms-tiny-all/languages").status_code == 200
+        assert http.post("/v1/audio/speech", content=b"x").status_code == 415
+        metrics = http.get("/metrics").text
+    assert 'endpoint="/v1/models/{name}/languages"' in metrics
+    assert set(AUDIO_MEDIA_TYPES) == set(AUDIO_FORMATS)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", *[f"--default-{task}=x-{task}" for task in TASKS]])
+    settings = settings_from_args(args)
+    assert all(settings.default_for(task) == f"x-{task}" for task in TASKS)

@@ -14,13 +14,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, params
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmspeech import __version__
@@ -42,18 +44,44 @@ from mmspeech.server.settings import ServerSettings
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/health", "/")  # no API key: liveness probes, and the page (which holds no data)
-MULTIPART_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/language")
-JSON_PATHS = ("/v1/audio/speech",)
-KNOWN_PATHS = (
-    *MULTIPART_PATHS,
-    *JSON_PATHS,
-    "/v1/models",
-    "/health",
-    "/metrics",
-    "/",
-    "/openapi.json",
-    "/docs",
-)
+
+
+@dataclass(frozen=True)
+class BodyPaths:
+    """Which POST paths take which body, read from the routes' own parameters."""
+
+    multipart: frozenset[str] = frozenset()  # File/Form parameters
+    json: frozenset[str] = frozenset()  # a JSON body model
+
+    @classmethod
+    def of(cls, routes: list[BaseRoute]) -> BodyPaths:
+        multipart, json = set(), set()
+        for route in routes:
+            if not isinstance(route, APIRoute) or "POST" not in (route.methods or ()):
+                continue
+            fields = [param.field_info for param in route.dependant.body_params]
+            if any(isinstance(field, params.Form) for field in fields):  # File is a Form
+                multipart.add(route.path)
+            elif fields:
+                json.add(route.path)
+        return cls(frozenset(multipart), frozenset(json))
+
+
+def _flat_routes(app: FastAPI) -> list[BaseRoute]:
+    """The app's routes and those of the audio router, each with its own path template
+    (FastAPI may keep an included router as one entry of ``app.routes``)."""
+    routes = [*router.routes, *app.routes]
+    return [route for route in routes if isinstance(getattr(route, "path", None), str)]
+
+
+def _endpoint(request: Request, routes: list[BaseRoute]) -> str:
+    """The route template a request reached (``/v1/models/{name}/languages``), for metric
+    labels; "other" for paths no route serves."""
+    for route in routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            return str(getattr(route, "path", "other"))
+    return "other"
 
 
 @dataclass
@@ -65,6 +93,8 @@ class ServerState:
     scheduler: Scheduler
     metrics: Metrics
     started_at: float
+    body_paths: BodyPaths = BodyPaths()
+    routes: list[BaseRoute] = field(default_factory=list)
 
 
 def create_app(settings: ServerSettings, loaders: Mapping[str, Loader] | None = None) -> FastAPI:
@@ -118,6 +148,8 @@ def create_app(settings: ServerSettings, loaders: Mapping[str, Loader] | None = 
     )
     app.include_router(router)
     _add_service_routes(app, state)
+    state.routes = _flat_routes(app)
+    state.body_paths = BodyPaths.of(state.routes)
     if settings.api_key:
         app.openapi = partial(_openapi_with_bearer, app)  # type: ignore[method-assign]
     return app
@@ -247,9 +279,9 @@ def _guard(
     ) -> Response:
         started = time.perf_counter()
         path = request.url.path
-        endpoint = path if path in KNOWN_PATHS else "other"
+        endpoint = _endpoint(request, state.routes)
         try:
-            _check(request, path, expected, settings)
+            _check(request, path, expected, settings, state.body_paths)
             response = await call_next(request)
         except APIError as error:
             response = error_response(error)
@@ -267,7 +299,13 @@ def _guard(
     return guard
 
 
-def _check(request: Request, path: str, expected: bytes | None, settings: ServerSettings) -> None:
+def _check(
+    request: Request,
+    path: str,
+    expected: bytes | None,
+    settings: ServerSettings,
+    body_paths: BodyPaths,
+) -> None:
     """Refuse a request before its body is read: API key, size, content type."""
     if expected is not None and path not in OPEN_PATHS:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -295,14 +333,14 @@ def _check(request: Request, path: str, expected: bytes | None, settings: Server
             "file",
         )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if path in MULTIPART_PATHS and content_type != "multipart/form-data":
+    if path in body_paths.multipart and content_type != "multipart/form-data":
         raise APIError(
             415,
             f"Expected a multipart/form-data upload (a 'file' part and form fields); got "
             f"{content_type or 'no content type'}.",
             "unsupported_media_type",
         )
-    if path in JSON_PATHS and content_type != "application/json":
+    if path in body_paths.json and content_type != "application/json":
         raise APIError(
             415,
             f"Expected a JSON body (Content-Type: application/json); got "

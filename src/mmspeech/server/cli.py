@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.errors import ConfigError, MissingDependencyError, MmspeechError
-from mmspeech.server.settings import ServerSettings
+from mmspeech.server.settings import TASKS, ServerSettings
 
 logger = logging.getLogger(__name__)
 _DEFAULTS = ServerSettings()
@@ -57,8 +57,8 @@ def register(subparsers: Any) -> None:
     add("--model", action="append", default=[], metavar="[NAME=]REF",
         help="a checkpoint to serve as NAME (directory or hub id); repeatable")  # fmt: skip
     add("--models-dir", type=Path, help="serve every checkpoint directory found here by name")
-    for task in ("asr", "lid", "tts", "translation"):
-        add(f"--default-{task}", metavar="NAME", help=f"default {task} model name")
+    for task, what in TASKS.items():
+        add(f"--default-{task}", metavar="NAME", help=f"default {what} model name")
     add("--api-key", default=os.environ.get("MMSPEECH_API_KEY"),
         help="require 'Authorization: Bearer KEY' (default: $MMSPEECH_API_KEY; none)")  # fmt: skip
     add("--allow-hub", action="store_true", help="let clients name any hub id (downloads)")
@@ -97,7 +97,7 @@ def parse_models(values: list[str]) -> dict[str, str]:
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """The ServerSettings that ``mmspeech serve`` options describe."""
     models = parse_models(args.model)
-    defaults = {task: getattr(args, f"default_{task}") for task in ("asr", "lid", "tts")}
+    defaults = {task: getattr(args, f"default_{task}") for task in TASKS}
     if not models and args.models_dir is None:
         from mmspeech.api.options import DEFAULT_ASR_MODEL, DEFAULT_LID_MODEL, DEFAULT_TTS_MODEL
 
@@ -115,7 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         default_asr=defaults["asr"],
         default_lid=defaults["lid"],
         default_tts=defaults["tts"],
-        default_translation=args.default_translation,
+        default_translation=defaults["translation"],
         api_key=args.api_key or None,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_audio_seconds=args.max_audio_seconds,

@@ -12,7 +12,7 @@ import io
 import shutil
 import struct
 import subprocess
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import soundfile
@@ -22,8 +22,11 @@ from mmspeech.languages import language_name
 from mmspeech.results import Transcription
 from mmspeech.writers import format_transcription
 
-TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
-AUDIO_FORMATS = ("wav", "flac", "pcm", "mp3", "opus")
+# the response formats, once: the endpoints' parameter types and the lists derived from them
+TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+AudioFormat = Literal["wav", "flac", "pcm", "mp3", "opus"]
+TRANSCRIPT_FORMATS: tuple[str, ...] = get_args(TranscriptFormat)
+AUDIO_FORMATS: tuple[str, ...] = get_args(AudioFormat)
 AUDIO_MEDIA_TYPES = {
     "wav": "audio/wav",
     "flac": "audio/flac",

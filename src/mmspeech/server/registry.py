@@ -27,17 +27,12 @@ from typing import Any
 
 from mmspeech.errors import CheckpointNotFoundError
 from mmspeech.server.errors import APIError
-from mmspeech.server.settings import ServerSettings
+from mmspeech.server.settings import TASKS, ServerSettings
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("asr", "lid", "tts", "translation")
-KIND_NAMES = {
-    "asr": "speech recognition",
-    "lid": "language identification",
-    "tts": "text to speech",
-    "translation": "speech translation",
-}
+KINDS = tuple(TASKS)
+KIND_NAMES = TASKS
 # OpenAI model names that mean "this server's default model for the task"
 ALIASES = {"whisper-1": "asr", "gpt-4o-transcribe": "asr", "tts-1": "tts", "tts-1-hd": "tts"}
 _NAME = re.compile(r"[A-Za-z0-9][\w.+-]*")
@@ -215,12 +210,7 @@ class ModelRegistry:
 
     def default(self, kind: str) -> str | None:
         """The name of the default model for a task: as configured, else the only one there is."""
-        configured = {
-            "asr": self.settings.default_asr,
-            "lid": self.settings.default_lid,
-            "tts": self.settings.default_tts,
-            "translation": self.settings.default_translation,
-        }[kind]
+        configured = self.settings.default_for(kind)
         if configured:
             return configured
         candidates = [entry.name for entry in self.entries() if entry.kind == kind]

@@ -33,6 +33,8 @@ from mmspeech.results import Transcription
 from mmspeech.server.errors import APIError, error_body, from_library_error
 from mmspeech.server.formats import (
     AUDIO_MEDIA_TYPES,
+    AudioFormat,
+    TranscriptFormat,
     encode_audio,
     pcm16,
     transcript_body,
@@ -42,6 +44,11 @@ from mmspeech.server.formats import (
 from mmspeech.server.registry import ALIASES
 
 if TYPE_CHECKING:
+    from mmspeech.api.asr import ASRModel
+    from mmspeech.api.lid import LIDModel
+    from mmspeech.api.speech2text import Speech2TextModel
+    from mmspeech.api.tts import TTSModel
+    from mmspeech.results import Segment, Synthesis
     from mmspeech.server.app import ServerState
 
 logger = logging.getLogger(__name__)
@@ -50,8 +57,6 @@ SAMPLE_RATE = 16_000
 OPENAI_VOICES = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
 )  # fmt: skip
-TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
-AudioFormat = Literal["wav", "flac", "pcm", "mp3", "opus"]
 _AUDIO_TYPES = ("audio/", "video/", "application/octet-stream", "application/ogg")
 _TRANSCRIPT_CONTENT: dict[str, Any] = {
     media: {} for media in ("application/json", "text/plain", "text/vtt", "application/x-subrip")
@@ -139,7 +144,8 @@ def _decode(data: bytes, name: str, max_seconds: float) -> np.ndarray:
 
 
 async def _model(state: ServerState, name: str | None, kind: str) -> tuple[Any, str]:
-    """The loaded model a request names (loaded in a thread if needed) and its name."""
+    """The loaded model a request names (loaded in a thread if needed) and its name; callers
+    declare the model's type (:class:`ASRModel` for ``"asr"``, …)."""
     entry = state.registry.resolve(name, kind)
     return await asyncio.to_thread(state.registry.get, entry), entry.name
 
@@ -171,7 +177,7 @@ def _model_errors(state: ServerState, name: str) -> Iterator[None]:
 
 
 async def _language(
-    state: ServerState, asr: Any, name: str, language: str | None, waveform: np.ndarray
+    state: ServerState, asr: ASRModel, name: str, language: str | None, waveform: np.ndarray
 ) -> tuple[str | None, float | None]:
     """The ASR language code: the one asked for, or the most probable one it supports.
 
@@ -196,6 +202,7 @@ async def _language(
             "language_required",
             "language",
         )
+    lid: LIDModel
     lid, lid_name = await _model(state, None, "lid")
     scores = await state.scheduler.submit(
         _locked(state, lid_name, lambda audio: asr.detect_language(audio, lid=lid)),
@@ -213,8 +220,13 @@ def _length_bucket(samples: int) -> int:
 
 
 def _transcribe_batch(
-    state: ServerState, asr: Any, name: str, language: str | None, words: bool, waveforms: list[Any]
-) -> list[Any]:
+    state: ServerState,
+    asr: ASRModel,
+    name: str,
+    language: str | None,
+    words: bool,
+    waveforms: list[np.ndarray],
+) -> list[Transcription]:
     with state.registry.lock(name), _model_errors(state, name):
         if len(waveforms) == 1:
             return [asr.transcribe(waveforms[0], language=language, word_timestamps=words)]
@@ -247,6 +259,7 @@ async def transcriptions(
 ) -> Response:
     """Speech to text in the language given (ISO 639-1/-3 or a name) or the detected one."""
     state = _state(request)
+    asr: ASRModel
     asr, name = await _model(state, model, "asr")
     waveform = await _waveform(state, file)
     code, probability = await _language(state, asr, name, language, waveform)
@@ -266,7 +279,7 @@ async def transcriptions(
 
 async def _stream_transcript(
     state: ServerState,
-    asr: Any,
+    asr: ASRModel,
     name: str,
     code: str | None,
     probability: float | None,
@@ -275,7 +288,7 @@ async def _stream_transcript(
 ) -> StreamingResponse:
     """Server-sent events: one ``transcript.text.delta`` per segment, then ``...done``."""
 
-    def segments() -> Iterator[Any]:
+    def segments() -> Iterator[Segment]:
         with state.registry.lock(name), _model_errors(state, name):
             yield from asr.iter_segments(waveform, language=code, word_timestamps=words)
 
@@ -350,6 +363,7 @@ async def translations(
 ) -> Response:
     """Speech to text in the target language of a speech encoder-decoder checkpoint."""
     state = _state(request)
+    translator: Speech2TextModel
     translator, name = await _model(state, model, "translation")
     waveform = await _waveform(state, file)
     result = await state.scheduler.submit(
@@ -369,6 +383,7 @@ async def language_id(
 ) -> dict[str, Any]:
     """The ``top_k`` most probable languages (ISO 639-3 codes, names, probabilities)."""
     state = _state(request)
+    lid: LIDModel
     lid, name = await _model(state, model, "lid")
     waveform = await _waveform(state, file)
     scores = await state.scheduler.submit(
@@ -438,6 +453,7 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
         )
     if not text.strip():
         raise APIError(400, "The input is empty; send the text to speak.", "empty_text", "input")
+    tts: TTSModel
     tts, name = await _model(state, _tts_name(state, body), "tts")
     fmt = body.response_format
     if fmt in ("wav", "pcm"):
@@ -453,9 +469,9 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
 
 
 async def _stream_speech(
-    state: ServerState, tts: Any, name: str, text: str, speed: float, fmt: str
+    state: ServerState, tts: TTSModel, name: str, text: str, speed: float, fmt: str
 ) -> StreamingResponse:
-    def pieces() -> Iterator[Any]:
+    def pieces() -> Iterator[Synthesis]:
         with state.registry.lock(name), _model_errors(state, name):
             yield from tts.iter_synthesize(text, speaking_rate=speed)
 
