@@ -411,3 +411,22 @@ def test_body_paths_and_metric_labels_come_from_the_routes(server_models: Path):
     args = parser.parse_args(["serve", *[f"--default-{task}=x-{task}" for task in TASKS]])
     settings = settings_from_args(args)
     assert all(settings.default_for(task) == f"x-{task}" for task in TASKS)
+
+
+def test_models_say_which_are_the_bundled_demo_checkpoints(server_models: Path):
+    """Issue 19: /v1/models marks the demo checkpoints, and the page has the notice that shows
+    them and the language-ID panel (the browser tests drive both)."""
+    from fastapi.testclient import TestClient
+
+    from mmspeech.demo import demo_checkpoint
+    from mmspeech.server import create_app
+
+    settings = ServerSettings(
+        models={"mms-1b-all": str(demo_checkpoint("asr"))}, models_dir=server_models
+    )
+    with TestClient(create_app(settings)) as http:
+        listed = {item["id"]: item for item in http.get("/v1/models").json()["data"]}
+        page = http.get("/").text
+    assert listed["mms-1b-all"]["demo"] is True and listed["mms-tiny-all"]["demo"] is False
+    for element in ('id="demo-notice"', 'id="lid-model"', 'id="identify"', 'id="lid-result"'):
+        assert element in page
