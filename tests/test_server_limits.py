@@ -104,6 +104,7 @@ def test_decode_bombs_keep_the_server_within_300_mb_of_idle(server_models: Path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"decode bombs: statuses {report['statuses']}, peak RSS +{report['grew_mb']:.0f} MB")
     # the 1 Hz files and the long FLAC are refused from their header; the FLACs without a length
     # are decoded up to the limit, then refused
     assert report["statuses"] == [400, 400, 413, 413, 413], report
