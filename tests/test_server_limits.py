@@ -121,11 +121,32 @@ class Gate:
         self.started = threading.Event()
         self.release = threading.Event()
         self.calls = 0
+        # streams: one permit per item, and whether the stream's generator has been closed
+        self.permits = threading.Semaphore(0)
+        self.items = 0
+        self.closed = threading.Event()
+
+    def open(self) -> None:
+        """Let every waiting and future call through."""
+        self.release.set()
+        self.permits.release(100)
 
     def wait(self) -> None:
         self.calls += 1
         self.started.set()
         assert self.release.wait(30), "the test never released the model"
+
+    def items_of(self, make: Any) -> Iterator[Any]:
+        """Items made one per permit (or all at once after ``release``)."""
+        try:
+            for index in range(100):
+                self.started.set()
+                if not self.release.is_set():
+                    assert self.permits.acquire(timeout=30), "the test gave no permit"
+                self.items += 1
+                yield make(index)
+        finally:
+            self.closed.set()
 
 
 class FakeASR:
@@ -142,9 +163,7 @@ class FakeASR:
     def iter_segments(self, waveform: Any, **options: Any) -> Iterator[Any]:
         from mmspeech.results import Segment
 
-        for index in range(100):
-            self.gate.wait()
-            yield Segment(id=index, start=index, end=index + 1, text=f"s{index}")
+        return self.gate.items_of(lambda i: Segment(id=i, start=i, end=i + 1, text=f"s{i}"))
 
 
 class FakeTTS:
@@ -157,9 +176,7 @@ class FakeTTS:
     def iter_synthesize(self, text: str, **options: Any) -> Iterator[Any]:
         from mmspeech.results import Synthesis
 
-        for _ in range(100):
-            self.gate.wait()
-            yield Synthesis(waveform=np.zeros(160, np.float32), sample_rate=16_000)
+        return self.gate.items_of(lambda i: Synthesis(np.zeros(160, np.float32), 16_000))
 
 
 def fake_app(tmp_path: Path, gate: Gate, **changes: Any) -> Any:
@@ -206,7 +223,7 @@ def test_requests_past_the_timeout_answer_504_streamed_or_not(tmp_path: Path):
                 assert response.status_code == 504, response.text
             assert rejected(http, "timeout") == 4
     finally:
-        gate.release.set()
+        gate.open()
 
 
 def test_streaming_requests_over_the_queue_limit_are_counted(tmp_path: Path):
@@ -227,10 +244,10 @@ def test_streaming_requests_over_the_queue_limit_are_counted(tmp_path: Path):
                 )
                 assert response.status_code == 429, response.text
             assert rejected(http, "queue_full") == 2
-            gate.release.set()
+            gate.open()
             busy.result(30)
     finally:
-        gate.release.set()
+        gate.open()
 
 
 # -- stalled and abandoned clients, against a real uvicorn server -----------------------------
@@ -297,10 +314,46 @@ def test_queued_work_of_a_client_that_left_never_runs(tmp_path: Path):
         for connection in leavers:
             connection.close()
         assert _eventually(lambda: scheduler.depth == 1), scheduler.depth
-        gate.release.set()
+        gate.open()
         with first.result(30) as connection:
             assert connection.recv(65536).startswith(b"HTTP/1.1 200")
     assert gate.calls == 1  # only the client that stayed was transcribed
+
+
+@pytest.mark.parametrize("endpoint", ["transcription", "speech"])
+def test_a_stream_stops_at_its_next_item_when_the_client_closes(tmp_path: Path, endpoint: str):
+    """Issue 20 item 4: closed SSE transcription and streamed speech ran on for 19 s / 5.5 s;
+    now the generator is closed at the item after the client left."""
+    from test_server import LiveServer
+
+    gate = Gate()
+    app = fake_app(tmp_path, gate, request_timeout=30)
+    metrics = app.state.mmspeech.metrics
+    if endpoint == "transcription":
+        head, body = upload("/v1/audio/transcriptions", _wav(16_000, 16_000))
+        body = body.replace(
+            b"--b0undary--",
+            b'--b0undary\r\nContent-Disposition: form-data; name="stream"\r\n\r\ntrue\r\n'
+            b"--b0undary--",
+        )
+        head = head.split("Content-Length:")[0] + f"Content-Length: {len(body)}\n"
+    else:
+        body = json.dumps({"input": "hello", "response_format": "pcm"}).encode()
+        head = (
+            "POST /v1/audio/speech HTTP/1.1\nHost: test\nContent-Type: application/json\n"
+            f"Content-Length: {len(body)}\n"
+        )
+    with LiveServer(app) as live:
+        gate.permits.release()  # the first item
+        connection = raw_request(live.url, head, body)
+        first = connection.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first[:300]
+        connection.close()
+        gone = lambda: 'reason="client_gone"} 1.0' in metrics.render({})  # noqa: E731
+        assert _eventually(gone)
+        gate.permits.release()  # the generator makes one more item, sees the stop, and ends
+        assert gate.closed.wait(20)
+        assert gate.items == 2
 
 
 def _eventually(condition: Any, seconds: float = 20.0) -> bool:
