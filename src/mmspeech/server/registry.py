@@ -348,22 +348,30 @@ class ModelRegistry:
             model = None
             if failure is None:
                 with self._lock:
-                    self._make_room(max(estimated_bytes(entry.ref), _config_estimate(entry.ref)))
+                    self._make_room(self._expected_bytes(entry))
                 model, failure = self._load(entry)
             if failure is not None:
                 with self._lock:
                     self._failures[entry.name] = (_now() + self.settings.load_failure_ttl, failure)
                 gc.collect()  # the failed attempt's tensors, now unreferenced
                 raise self._copy(failure)
-            size = measured_bytes(model) or estimated_bytes(entry.ref)
+            size = measured_bytes(model) or self._expected_bytes(entry)
             with self._lock:
                 self._make_room(size)
                 self._loaded[entry.name] = (model, size)
                 self.loads += 1
             return model
 
+    @staticmethod
+    def _expected_bytes(entry: ModelEntry) -> int:
+        """What a local checkpoint will take: its weight files, or its config if that says more
+        (0 for a hub id: nothing on disk to read, and never a local path of the same name)."""
+        if entry.hub:
+            return 0
+        return max(estimated_bytes(entry.ref), _config_estimate(entry.ref))
+
     def _check_size(self, entry: ModelEntry) -> APIError | None:
-        needed = _config_estimate(entry.ref) if not entry.hub else 0
+        needed = 0 if entry.hub else _config_estimate(entry.ref)
         budget = self.settings.memory_budget_bytes
         if needed <= budget:
             return None

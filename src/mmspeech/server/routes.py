@@ -20,12 +20,8 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmspeech.audio import load_audio
 from mmspeech.errors import (
-    AudioError,
-    AudioTooLongError,
     LanguageError,
-    MissingDependencyError,
     MmspeechError,
 )
 from mmspeech.languages import language_name, resolve_language
@@ -42,6 +38,7 @@ from mmspeech.server.formats import (
     wav_header,
 )
 from mmspeech.server.registry import ALIASES
+from mmspeech.server.uploads import upload_waveform
 
 if TYPE_CHECKING:
     from mmspeech.api.asr import ASRModel
@@ -53,11 +50,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 OPENAI_VOICES = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
 )  # fmt: skip
-_AUDIO_TYPES = ("audio/", "video/", "application/octet-stream", "application/ogg")
 _TRANSCRIPT_CONTENT: dict[str, Any] = {
     media: {} for media in ("application/json", "text/plain", "text/vtt", "application/x-subrip")
 }
@@ -68,79 +63,6 @@ router = APIRouter()
 def _state(request: Request) -> ServerState:
     state: ServerState = request.app.state.mmspeech
     return state
-
-
-async def _waveform(state: ServerState, upload: UploadFile) -> np.ndarray:
-    """The uploaded audio as 16 kHz mono float32, within the size and duration limits."""
-    settings = state.settings
-    content_type = (upload.content_type or "").lower()
-    if content_type and not content_type.startswith(_AUDIO_TYPES):
-        raise APIError(
-            415,
-            f"The file {upload.filename!r} was sent as {content_type}; expected audio (wav, flac, "
-            "ogg, mp3, webm, m4a, …).",
-            "unsupported_media_type",
-            "file",
-        )
-    data = await upload.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise APIError(
-            413,
-            f"The file is larger than this server's {settings.max_upload_bytes / 1e6:.1f} MB "
-            "limit; send a shorter or compressed file.",
-            "file_too_large",
-            "file",
-        )
-    if not data:
-        raise APIError(
-            400,
-            "The uploaded file is empty (0 bytes); send an audio file.",
-            "invalid_audio",
-            "file",
-        )
-    limit = settings.max_audio_seconds
-    name = _upload_name(upload)
-    # decoded as a job of the bounded scheduler: at most `workers` decodes at once, each costing
-    # no more than the limit at 16 kHz whatever the file declares
-    return await state.scheduler.submit(
-        lambda payloads: [_decode(payload, name, limit) for payload in payloads],
-        data,
-        None,
-        settings.request_timeout,
-        work="decode",
-    )
-
-
-def _upload_name(upload: UploadFile) -> str:
-    """How messages call an upload: by the file name the client sent (quoted, shortened)."""
-    filename = (upload.filename or "").rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
-    return f"the uploaded file {filename[:100]!r}" if filename else "the uploaded file"
-
-
-def _decode(data: bytes, name: str, max_seconds: float) -> np.ndarray:
-    """16 kHz mono float32 of an upload, or a 4xx naming what the client sent."""
-    try:
-        return load_audio(data, SAMPLE_RATE, max_seconds=max_seconds)
-    except AudioTooLongError as error:
-        lasts = f"{error.seconds:.1f} s" if error.seconds is not None else f"over {max_seconds:g} s"
-        raise APIError(
-            413,
-            f"The audio lasts {lasts}; this server accepts at most {max_seconds:g} s per "
-            "request. Split the file or use `mmspeech transcribe` locally.",
-            "audio_too_long",
-            "file",
-        ) from None
-    except AudioError as error:
-        message = str(error).replace("the audio bytes", name, 1)
-        raise APIError(400, f"Invalid audio: {message}", "invalid_audio", "file") from None
-    except MissingDependencyError:
-        raise APIError(
-            415,
-            f"{name[0].upper()}{name[1:]} is not WAV, FLAC, OGG or MP3, and this server cannot "
-            "decode other formats; send one of those.",
-            "unsupported_media_type",
-            "file",
-        ) from None
 
 
 async def _model(state: ServerState, name: str | None, kind: str) -> tuple[Any, str]:
@@ -261,7 +183,7 @@ async def transcriptions(
     state = _state(request)
     asr: ASRModel
     asr, name = await _model(state, model, "asr")
-    waveform = await _waveform(state, file)
+    waveform = await upload_waveform(state, file)
     code, probability = await _language(state, asr, name, language, waveform)
     words = "word" in (timestamp_granularities or [])
     if stream:
@@ -365,7 +287,7 @@ async def translations(
     state = _state(request)
     translator: Speech2TextModel
     translator, name = await _model(state, model, "translation")
-    waveform = await _waveform(state, file)
+    waveform = await upload_waveform(state, file)
     result = await state.scheduler.submit(
         _locked(state, name, translator.translate), waveform, None, state.settings.request_timeout
     )
@@ -385,7 +307,7 @@ async def language_id(
     state = _state(request)
     lid: LIDModel
     lid, name = await _model(state, model, "lid")
-    waveform = await _waveform(state, file)
+    waveform = await upload_waveform(state, file)
     scores = await state.scheduler.submit(
         _locked(state, name, lambda audio: lid.identify(audio, top_k=top_k)),
         waveform,
