@@ -113,10 +113,7 @@ def test_page_shows_server_errors(live, page):
 
 def test_page_records_from_the_microphone_and_transcribes(live, playwright):
     """Chromium's fake microphone (a beep): record, stop, transcribe the webm/opus recording."""
-    from mmspeech.server.formats import ffmpeg_available
-
-    if not ffmpeg_available():
-        pytest.skip("ffmpeg is needed to decode the browser's webm recording")
+    pytest.importorskip("av", reason="PyAV decodes the browser's webm recording")
     fake_microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM, args=FLAGS + fake_microphone, headless=True
@@ -143,3 +140,37 @@ def test_page_records_from_the_microphone_and_transcribes(live, playwright):
     assert "Language: english [eng]" in summary
     seconds = float(summary.split(" · ")[1].split(" s")[0])
     assert 0.5 < seconds < 30  # the recording, decoded from webm by the server
+
+
+def test_page_identifies_the_language(live, page, tmp_path):
+    clip = tmp_path / "clip.wav"
+    buffer = io.BytesIO()
+    soundfile.write(buffer, speech(1.2, seed=3), 16_000, format="WAV")
+    clip.write_bytes(buffer.getvalue())
+    page.goto(live.url + "/")
+    page.fill("#api-key", KEY)
+    page.dispatch_event("#api-key", "change")
+    page.wait_for_selector("#lid-model option[value='mms-lid-tiny']", state="attached")
+    page.set_input_files("#lid-file", str(clip))
+    page.fill("#top-k", "2")
+    page.click("#identify")
+    page.wait_for_selector("#lid-result:not([hidden])")
+    rows = page.query_selector_all("#lid-result tbody tr")
+    assert len(rows) == 2
+    assert page.inner_text("#lid-status").startswith("Most probable: ")
+    assert not page.is_visible("#demo-notice")  # these are not the demo checkpoints
+
+
+def test_page_says_when_the_server_runs_the_demo_checkpoints(playwright):
+    from mmspeech.demo import demo_checkpoint
+
+    settings = ServerSettings(models={"mms-1b-all": str(demo_checkpoint("asr"))})
+    with LiveServer(create_app(settings)) as server:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            page.wait_for_selector("#demo-notice:not([hidden])")
+            assert "demo checkpoints (mms-1b-all)" in page.inner_text("#demo-notice")
+        finally:
+            browser.close()

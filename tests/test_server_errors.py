@@ -4,6 +4,7 @@ trace — and the server keeps serving afterwards."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,16 +61,23 @@ def speak(http: TestClient, **body: Any) -> Any:
     return http.post("/v1/audio/speech", headers=AUTH, json={"model": "tts-1", **body})
 
 
-def check(response: Any, status: int, code: str, *words: str) -> None:
+def check(response: Any, status: int, code: str, *words: str, sent: str = "") -> None:
     """A specific status, the OpenAI error shape, a useful message and no traceback."""
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == code, error
     assert "Traceback" not in response.text and 'File "' not in response.text
+    # no internals (issue 20 item 6): no filesystem path, no heap address, no temp file
+    message = error["message"].replace(sent, "SENT") if sent else error["message"]
+    assert not INTERNALS.search(message), message
     for word in words:
         assert word.lower() in error["message"].lower(), error["message"]
 
+
+INTERNALS = re.compile(
+    r"(?:^|[\s'\"(])(?:/(?!v1/)|~/|[A-Za-z]:\\)[\w.-]+[/\\]|0x[0-9a-fA-F]{4,}|BytesIO|tmp"
+)
 
 BAD_AUDIO = {
     "random bytes": (np.random.default_rng(0).bytes(4000), "invalid_audio", "audio"),
@@ -142,7 +150,8 @@ def test_unknown_model_language_and_wrong_task(http):
     "name", ["../mms-tiny-all", "mms-tiny-all/../../etc", "/etc/passwd", "~/models", "..", "a\\b"]
 )
 def test_path_traversal_model_names(http, name):
-    check(transcribe(http, wav(1.0), model=name), 400, "invalid_model_reference", "by name")
+    response = transcribe(http, wav(1.0), model=name)
+    check(response, 400, "invalid_model_reference", "by name", sent=repr(name))
 
 
 def test_api_key(http):
@@ -198,7 +207,47 @@ def test_translation_without_a_translation_model(http):
     response = http.post(
         "/v1/audio/translations", headers=AUTH, files={"file": ("clip.wav", wav(1.0), "audio/wav")}
     )
-    check(response, 404, "model_not_found", "translation")
+    check(response, 404, "model_not_found", "serves no speech translation model")
+    assert "none configured" not in response.text
+
+
+def test_language_errors_point_to_the_languages_endpoint(http):
+    """Issue 20 item 7: HTTP clients are told of an endpoint, not a CLI command."""
+    response = transcribe(http, wav(1.0), language="jpn")
+    check(response, 400, "unsupported_language", "GET /v1/models/mms-tiny-all/languages")
+    assert "mmspeech languages" not in response.text
+    listed = http.get("/v1/models/mms-tiny-all/languages", headers=AUTH).json()
+    assert listed["task"] == "asr"
+    assert {item["code"] for item in listed["languages"]} == {"eng", "fra", "deu"}
+    assert {"code": "fra", "name": "French"} in listed["languages"]
+    listed = http.get("/v1/models/whisper-1/languages", headers=AUTH).json()
+    assert listed["model"] == "mms-tiny-all"
+    lid = http.get("/v1/models/mms-lid-tiny/languages", headers=AUTH).json()
+    assert lid["task"] == "lid" and len(lid["languages"]) >= 2
+    check(http.get("/v1/models/nope/languages", headers=AUTH), 404, "model_not_found")
+
+
+def test_offline_model_list_shows_only_what_can_load(
+    server_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 20 item 7: offline with an empty hub cache, the hub's mms-tts-eng cannot load and
+    is not listed; the default ASR hub id is listed as running the bundled demo checkpoint."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    settings = ServerSettings(
+        models={"mms-tts-eng": "facebook/mms-tts-eng", "mms-1b-all": "facebook/mms-1b-all",
+                "local-tts": str(server_models / "mms-tts-fra")},
+        default_tts="mms-tts-eng",
+    )  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        listed = {item["id"]: item for item in client.get("/v1/models").json()["data"]}
+        # the ASR aliases, but no tts-1: its default model is not listed
+        assert set(listed) == {"mms-1b-all", "local-tts", "whisper-1", "gpt-4o-transcribe"}
+        assert listed["mms-1b-all"]["demo"] is True and listed["local-tts"]["demo"] is False
+        response = client.post("/v1/audio/speech", json={"input": "hello", "model": "mms-tts-eng"})
+        check(response, 503, "model_unavailable", "mms-tts-eng")
 
 
 def test_unknown_endpoint_and_method(http):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ def test_registry_loads_lazily_once_and_evicts_least_recently_used(
     monkeypatch.setattr(
         "mmspeech.server.registry.estimated_bytes", lambda ref: sizes[Path(ref).name]
     )
+    monkeypatch.setattr("mmspeech.server.registry._config_estimate", lambda ref: 0)
     eng = registry.resolve("mms-tts-eng", "tts")
     fra = registry.resolve("mms-tts-fra", "tts")
     lid = registry.resolve("mms-lid-tiny", "lid")
@@ -208,16 +210,25 @@ def test_registry_loads_lazily_once_and_evicts_least_recently_used(
 
 
 def test_metrics_render_prometheus_text():
+    from prometheus_client.parser import text_string_to_metric_families
+
     metrics = Metrics()
-    metrics.count("mmspeech_requests_total", {"endpoint": "/x", "status": "200"})
-    metrics.count("mmspeech_requests_total", {"endpoint": "/x", "status": "200"})
+    labels = {"endpoint": "/x", "method": "GET", "status": "200"}
+    metrics.count("mmspeech_requests_total", labels)
+    metrics.count("mmspeech_requests_total", labels)
     metrics.observe("mmspeech_batch_size", 3)
     text = metrics.render({"mmspeech_queue_depth": ("depth", lambda: [({}, 2)])})
-    assert 'mmspeech_requests_total{endpoint="/x",status="200"} 2' in text
-    assert 'mmspeech_batch_size_bucket{le="2"} 0' in text
-    assert 'mmspeech_batch_size_bucket{le="4"} 1' in text
-    assert "mmspeech_batch_size_sum 3.000000" in text
-    assert "# TYPE mmspeech_queue_depth gauge\nmmspeech_queue_depth 2" in text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("mmspeech_requests_total", tuple(sorted(labels.items())))] == 2
+    assert samples[("mmspeech_batch_size_bucket", (("le", "2.0"),))] == 0
+    assert samples[("mmspeech_batch_size_bucket", (("le", "4.0"),))] == 1
+    assert samples[("mmspeech_batch_size_sum", ())] == 3
+    assert samples[("mmspeech_queue_depth", ())] == 2
+    assert "# TYPE mmspeech_queue_depth gauge" in text
 
 
 def test_serve_options_become_settings(tmp_path: Path):
@@ -236,6 +247,23 @@ def test_serve_options_become_settings(tmp_path: Path):
     assert args.run.__name__ == "run"
     with pytest.raises(ConfigError, match="NAME=REF"):
         parse_models(["=x"])
+
+
+def test_serve_caps_connections_and_body_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Issue 20 item 5: stalled clients can hold at most --max-connections connections (uvicorn
+    answers 503 beyond), each for at most --body-timeout seconds of body."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--models-dir", str(tmp_path), "--max-connections", "7",
+                              "--body-timeout", "2.5"])  # fmt: skip
+    settings = settings_from_args(args)
+    assert settings.max_connections == 7 and settings.body_timeout == 2.5
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options))
+    assert args.run(args) == 0
+    assert ran["limit_concurrency"] == 7
 
 
 def test_serve_command_runs_a_server_until_terminated(server_models: Path):
@@ -267,3 +295,138 @@ def test_serve_command_runs_a_server_until_terminated(server_models: Path):
     finally:
         process.terminate()  # uvicorn shuts down gracefully, then re-raises SIGTERM
         assert process.wait(30) in (0, -15)
+
+
+def test_allow_hub_loads_hub_ids_only_and_never_says_whether_a_directory_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 20 item 3: with --allow-hub, 'local/dir' (a directory in the server's working
+    directory, spelt like a hub id) is not loaded, and the answer reads exactly as for a hub id
+    the hub does not have; paths stay 400."""
+    from mmspeech.errors import CheckpointNotFoundError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "local" / "dir").mkdir(parents=True)
+    (tmp_path / "local" / "dir" / "config.json").write_text('{"architectures": ["Wav2Vec2ForCTC"]}')
+    loaded: list[str] = []
+
+    def loader(ref: str, device: str | None) -> Any:
+        loaded.append(ref)
+        raise CheckpointNotFoundError(f"Repository {ref} not found at /root/.cache/huggingface")
+
+    registry = ModelRegistry(ServerSettings(allow_hub=True), {"asr": loader})
+    answers = []
+    for name in ("local/dir", "nobody/nothing"):
+        with pytest.raises(APIError) as info:
+            registry.get(registry.resolve(name, "asr"))
+        answers.append((info.value.status, info.value.message.replace(name, "NAME")))
+    assert loaded == ["nobody/nothing"]  # the local directory never reached a loader
+    assert answers[0] == answers[1] and answers[0][0] == 404
+    assert "/root" not in answers[1][1] and "cache" not in answers[1][1]
+    for path in ("local/dir/sub", "./local/dir", "/etc/passwd", "local/../local/dir"):
+        with pytest.raises(APIError) as info:
+            registry.resolve(path, "asr")
+        assert info.value.status == 400 and info.value.code == "invalid_model_reference"
+
+
+def test_a_failed_load_frees_its_memory_and_is_remembered_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 20 item 2: nothing of a failed load stays referenced (its exception and frames are
+    dropped), and requests within load_failure_ttl get the same error without another try."""
+    import weakref
+
+    import torch
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"architectures": ["Wav2Vec2ForCTC"]}')
+    allocated: list[weakref.ref[torch.Tensor]] = []
+
+    def loader(ref: str, device: str | None) -> Any:
+        weights = torch.zeros(1 << 20)  # what a half-done load holds when it fails
+        allocated.append(weakref.ref(weights))
+        raise RuntimeError(f"size mismatch in {ref}/model.safetensors")
+
+    clock = [100.0]
+    monkeypatch.setattr("mmspeech.server.registry._now", lambda: clock[0])
+    settings = ServerSettings(models_dir=tmp_path, load_failure_ttl=30.0)
+    registry = ModelRegistry(settings, {"asr": loader})
+    entry = registry.resolve("broken", "asr")
+    for _ in range(3):
+        with pytest.raises(APIError) as info:
+            registry.get(entry)
+        assert info.value.status == 500 and info.value.code == "model_error"
+        assert str(tmp_path) not in info.value.message and "broken" in info.value.message
+        assert info.value.__traceback__ is not None
+    assert len(allocated) == 1  # remembered: one attempt for three requests
+    assert allocated[0]() is None  # and its memory is free
+    clock[0] += 31.0
+    with pytest.raises(APIError):
+        registry.get(entry)
+    assert len(allocated) == 2  # tried again once the failure expired
+
+
+def test_a_config_over_the_memory_budget_is_refused_before_loading(tmp_path: Path):
+    """Issue 20 item 2: hidden_size 1e9 in config.json is refused from the config alone."""
+    for name, hidden in (("huge", 1_000_000_000), ("absurd", -1), ("fits", 32)):
+        (tmp_path / name).mkdir()
+        config = {"architectures": ["Wav2Vec2ForCTC"], "hidden_size": hidden,
+                  "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 40}  # fmt: skip
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    calls: list[str] = []
+    settings = ServerSettings(models_dir=tmp_path, memory_budget_bytes=8 * 1024**3)
+    model = argparse.Namespace()  # any object: the loader is what is tested
+    registry = ModelRegistry(settings, {"asr": lambda ref, device: calls.append(ref) or model})
+    for name in ("huge", "absurd"):
+        with pytest.raises(APIError) as info:
+            registry.get(registry.resolve(name, "asr"))
+        assert info.value.code == "model_too_large" and "budget" in info.value.message
+    assert calls == []
+    assert registry.get(registry.resolve("fits", "asr")) is model
+
+
+def test_body_paths_and_metric_labels_come_from_the_routes(server_models: Path):
+    """Issue 17: the content-type check and the metric labels read the router, not lists that
+    repeat its paths; every task has its default setting and serve option."""
+    from fastapi.testclient import TestClient
+
+    from mmspeech.server import create_app
+    from mmspeech.server.formats import AUDIO_FORMATS, AUDIO_MEDIA_TYPES
+    from mmspeech.server.settings import TASKS
+
+    app = create_app(ServerSettings(models_dir=server_models, default_asr="mms-tiny-all"))
+    paths = app.state.mmspeech.body_paths
+    assert paths.multipart == {
+        "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/language",
+    }  # fmt: skip
+    assert paths.json == {"/v1/audio/speech"}
+    with TestClient(app) as http:
+        assert http.get("/v1/models/mms-tiny-all/languages").status_code == 200
+        assert http.post("/v1/audio/speech", content=b"x").status_code == 415
+        metrics = http.get("/metrics").text
+    assert 'endpoint="/v1/models/{name}/languages"' in metrics
+    assert set(AUDIO_MEDIA_TYPES) == set(AUDIO_FORMATS)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", *[f"--default-{task}=x-{task}" for task in TASKS]])
+    settings = settings_from_args(args)
+    assert all(settings.default_for(task) == f"x-{task}" for task in TASKS)
+
+
+def test_models_say_which_are_the_bundled_demo_checkpoints(server_models: Path):
+    """Issue 19: /v1/models marks the demo checkpoints, and the page has the notice that shows
+    them and the language-ID panel (the browser tests drive both)."""
+    from fastapi.testclient import TestClient
+
+    from mmspeech.demo import demo_checkpoint
+    from mmspeech.server import create_app
+
+    settings = ServerSettings(
+        models={"mms-1b-all": str(demo_checkpoint("asr"))}, models_dir=server_models
+    )
+    with TestClient(create_app(settings)) as http:
+        listed = {item["id"]: item for item in http.get("/v1/models").json()["data"]}
+        page = http.get("/").text
+    assert listed["mms-1b-all"]["demo"] is True and listed["mms-tiny-all"]["demo"] is False
+    for element in ('id="demo-notice"', 'id="lid-model"', 'id="identify"', 'id="lid-result"'):
+        assert element in page

@@ -1,7 +1,14 @@
 """Load audio from files, bytes or arrays as a mono float32 waveform at the rate a model expects.
 
-WAV, FLAC, OGG and MP3 are decoded by soundfile (libsndfile). Anything else (m4a, webm, mp4, …)
-goes through the ``ffmpeg`` program when it is on PATH. Resampling uses soxr.
+WAV, FLAC, OGG and MP3 are decoded by soundfile (libsndfile); anything else (m4a, webm, mp4, …)
+by PyAV, in process (no ffmpeg program, no temporary files). Resampling uses soxr.
+
+Encoded audio is checked from its header first (a sample rate between :data:`MIN_FILE_RATE` and
+:data:`MAX_FILE_RATE`, at most :data:`MAX_CHANNELS` channels, and with ``max_seconds`` a declared
+duration within it), then decoded block by block: each block is mixed down and resampled before
+the next is read, and decoding stops as soon as the output passes ``max_seconds``. So a file that
+declares (or really holds) more than it should costs at most the output at the target rate,
+whatever its header says.
 """
 
 from __future__ import annotations
@@ -10,9 +17,7 @@ import io
 import logging
 import math
 import os
-import shutil
-import subprocess
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,17 +26,26 @@ import soundfile
 import soxr
 import torch
 
-from mmspeech.errors import AudioError, MissingDependencyError
+from mmspeech.errors import AudioError, AudioTooLongError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
 AudioSource = str | os.PathLike[str] | bytes | bytearray | IO[bytes] | np.ndarray | torch.Tensor
 
 RESAMPLE_QUALITY = "HQ"  # soxr "high quality"; "VHQ" is slower and indistinguishable for speech
+MIN_FILE_RATE = 4_000  # Hz; a file declaring less is corrupt or crafted (telephony is 8 kHz)
+MAX_FILE_RATE = 768_000  # Hz; the highest rate audio interfaces record at
+MAX_CHANNELS = 64  # more channels in a file (or a first axis of a saved array) is a mistake
+_UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream of unknown length is ~2**63
+_BLOCK_FRAMES = 65_536  # frames decoded per step: 16 MB of float32 at 64 channels
 
 
 def load_audio(
-    source: AudioSource, sample_rate: int = 16000, *, source_sample_rate: int | None = None
+    source: AudioSource,
+    sample_rate: int = 16000,
+    *,
+    source_sample_rate: int | None = None,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """Load audio as a mono float32 waveform at ``sample_rate``.
 
@@ -43,13 +57,17 @@ def load_audio(
         sample_rate: the rate of the returned waveform, in Hz.
         source_sample_rate: the rate of an array ``source``; None means it is already at
             ``sample_rate``. Ignored for files, whose header gives the rate.
+        max_seconds: refuse encoded audio longer than this (from its header when it says, else
+            once decoding passes it), before decoding more than that; None: no limit.
 
     Returns:
         ``(samples,)`` float32 array.
 
     Raises:
-        AudioError: missing or empty file, undecodable data, NaN/inf samples, bad sample rate.
-        MissingDependencyError: soundfile cannot decode the data and ffmpeg is not installed.
+        AudioTooLongError: encoded audio longer than ``max_seconds``.
+        AudioError: missing or empty file, undecodable data, NaN/inf samples, a bad sample rate
+            or channel count.
+        MissingDependencyError: soundfile cannot decode the data and PyAV is not installed.
     """
     _check_rate(sample_rate, "sample_rate")
     if isinstance(source, (np.ndarray, torch.Tensor)):
@@ -60,17 +78,17 @@ def load_audio(
         return resample(waveform, rate, sample_rate)
 
     encoded, name = _open_source(source)
+    readable = io.BytesIO(encoded) if isinstance(encoded, bytes) else encoded
     try:
-        readable = io.BytesIO(encoded) if isinstance(encoded, bytes) else encoded
-        decoded, rate = soundfile.read(readable, dtype="float32", always_2d=True)
+        handle = soundfile.SoundFile(readable)
     except (soundfile.SoundFileError, RuntimeError) as exc:
-        logger.debug("soundfile cannot decode %s (%s); trying ffmpeg", name, exc)
-        waveform = _decode_with_ffmpeg(encoded, name, sample_rate, soundfile_error=str(exc))
-        _check_samples(waveform, name)
-        return waveform
-    waveform = to_mono(decoded, channel_axis=1)  # soundfile gives (frames, channels)
+        logger.debug("soundfile cannot decode %s (%s); trying PyAV", name, exc)
+        blocks = _av_blocks(encoded, name, max_seconds)
+    else:
+        blocks = _soundfile_blocks(handle, name, max_seconds)
+    waveform = _mix_and_resample(blocks, sample_rate, name, max_seconds)
     _check_samples(waveform, name)
-    return resample(waveform, rate, sample_rate)
+    return waveform
 
 
 def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -186,46 +204,138 @@ def _open_source(source: Any) -> tuple[Path | bytes, str]:
     return data, name
 
 
-def _decode_with_ffmpeg(
-    encoded: Path | bytes, name: str, sample_rate: int, soundfile_error: str
-) -> np.ndarray:
-    """Decode a file (or bytes) with the ffmpeg program to mono float32 at ``sample_rate``."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise MissingDependencyError(
-            f"soundfile cannot decode {name} ({soundfile_error}). Formats other than WAV, FLAC, "
-            "OGG and MP3 (e.g. m4a, webm, mp4) need the ffmpeg program, which is not on PATH: "
-            "install ffmpeg (`apt-get install ffmpeg`, `brew install ffmpeg` or "
-            "`conda install -c conda-forge ffmpeg`) and try again."
-        )
-    # Bytes go through a temporary file, not stdin: containers such as mp4 need seeking.
-    with tempfile.TemporaryDirectory(prefix="mmspeech-audio-") as tmp:
-        input_path = encoded if isinstance(encoded, Path) else Path(tmp) / "input"
-        if isinstance(encoded, bytes):
-            input_path.write_bytes(encoded)
-        command = [
-            ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
-            "-i", str(input_path),
-            # rematrix_maxval 1: the mixdown averages the channels, as for soundfile-decoded audio
-            # (for float output ffmpeg would otherwise sum a stereo pair scaled by 1/sqrt(2)).
-            "-rematrix_maxval", "1.0", "-ac", "1", "-ar", str(int(sample_rate)),
-            "-f", "f32le", "-acodec", "pcm_f32le",
-            "-",
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, check=False)
-    if result.returncode != 0:
-        reason = result.stderr.decode(errors="replace").strip() or f"exit code {result.returncode}"
+def _check_header(
+    name: str, rate: int, channels: int, seconds: float | None, max_seconds: float | None
+) -> None:
+    """Refuse what a header declares before anything is decoded."""
+    if not MIN_FILE_RATE <= rate <= MAX_FILE_RATE:
         raise AudioError(
-            f"Cannot decode {name}: soundfile failed ({soundfile_error}) and ffmpeg failed "
-            f"({reason}). Is it an audio file?"
+            f"{name} declares a sample rate of {rate} Hz; audio files are read at "
+            f"{MIN_FILE_RATE}-{MAX_FILE_RATE} Hz. The file is corrupt or not audio."
         )
-    return np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(
+            f"{name} declares {channels} channels; at most {MAX_CHANNELS} are read. The file is "
+            "corrupt or not a recording."
+        )
+    if max_seconds is not None and seconds is not None and seconds > max_seconds:
+        raise AudioTooLongError(
+            f"{name} lasts {seconds:.1f} s; at most {max_seconds:g} s are accepted.",
+            seconds,
+            max_seconds,
+        )
+
+
+def _soundfile_blocks(
+    handle: soundfile.SoundFile, name: str, max_seconds: float | None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """``((frames, channels) float32 block, rate)`` pairs of a file soundfile opened."""
+    with handle:
+        rate, channels, frames = handle.samplerate, handle.channels, handle.frames
+        known = 0 < frames < _UNKNOWN_FRAMES and rate > 0
+        _check_header(name, rate, channels, frames / rate if known else None, max_seconds)
+        while True:
+            try:
+                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            except (soundfile.SoundFileError, RuntimeError) as exc:
+                logger.debug("soundfile failed reading %s: %s", name, exc)
+                raise AudioError(
+                    f"Cannot decode {name}: the data is corrupt or truncated."
+                ) from None
+            if len(block) == 0:
+                return
+            yield block, rate
+
+
+def _av_blocks(
+    encoded: Path | bytes, name: str, max_seconds: float | None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """``((frames, channels) float32 block, rate)`` pairs decoded by PyAV (the first audio
+    stream), or AudioError naming only ``name``."""
+    try:
+        import av
+    except ImportError:
+        raise MissingDependencyError(
+            f"{name} is not WAV, FLAC, OGG or MP3 (which soundfile reads); other formats (m4a, "
+            "webm, mp4, …) are decoded by PyAV, which is not installed: `pip install av`."
+        ) from None
+    undecodable = AudioError(
+        f"Cannot decode {name}: it is not audio in a format this server or library reads (WAV, "
+        "FLAC, OGG, MP3, m4a/AAC, webm/Opus, mp4, …), or it is truncated."
+    )
+    try:
+        container = av.open(
+            io.BytesIO(encoded) if isinstance(encoded, bytes) else str(encoded), mode="r"
+        )
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        logger.debug("PyAV cannot open %s: %s", name, exc)
+        raise undecodable from None
+    with container:
+        if not container.streams.audio:
+            raise AudioError(f"{name} holds no audio stream (a video or data file?).")
+        stream = container.streams.audio[0]
+        rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
+        seconds = None
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / av.time_base
+        _check_header(name, rate, channels, seconds, max_seconds)
+        planar = av.AudioResampler(format="fltp")  # float32, the stream's own layout and rate
+        try:
+            for frame in container.decode(stream):
+                for converted in planar.resample(frame):
+                    if converted.sample_rate != rate:
+                        raise AudioError(
+                            f"{name} changes its sample rate mid-stream ({rate} -> "
+                            f"{converted.sample_rate} Hz); re-encode it at one rate."
+                        )
+                    block = converted.to_ndarray()  # (channels, frames)
+                    if len(block) > MAX_CHANNELS:
+                        _check_header(name, rate, len(block), None, None)
+                    yield block.T, rate
+        except av.FFmpegError as exc:
+            logger.debug("PyAV failed decoding %s: %s", name, exc)
+            raise undecodable from None
+
+
+def _mix_and_resample(
+    blocks: Iterator[tuple[np.ndarray, int]], target: int, name: str, max_seconds: float | None
+) -> np.ndarray:
+    """Mix each block to mono and resample it as a stream: the output equals resampling the
+    whole mono waveform at once, without ever holding it at the source rate."""
+    limit = None if max_seconds is None else math.ceil(max_seconds * target) + target // 100
+    pieces: list[np.ndarray] = []
+    produced = 0
+    stream: Any = None
+    rate = target
+    for block, rate in blocks:
+        mono = to_mono(block, channel_axis=1)
+        if stream is None and rate != target:
+            stream = soxr.ResampleStream(rate, target, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+        piece = mono if stream is None else stream.resample_chunk(mono, last=False)
+        pieces.append(np.asarray(piece, dtype=np.float32))
+        produced += len(piece)
+        if limit is not None and produced > limit:
+            assert max_seconds is not None
+            raise AudioTooLongError(
+                f"{name} lasts more than {max_seconds:g} s; at most {max_seconds:g} s are "
+                "accepted.",
+                None,
+                max_seconds,
+            )
+    if stream is not None:
+        pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    if rate != target:
+        logger.debug("resampled %s from %d Hz to %d Hz", name, rate, target)
+    if not pieces:
+        return np.zeros(0, np.float32)
+    return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
 # -- writing ------------------------------------------------------------------------------------
 
 SAVE_SUBTYPES = ("PCM_16", "FLOAT")  # 16-bit integer PCM (clipped to [-1, 1]) or 32-bit float
-MAX_CHANNELS = 64  # a larger first axis is almost certainly (samples, channels) by mistake
 
 
 def save_audio(

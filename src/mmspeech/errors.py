@@ -22,6 +22,21 @@ class AudioError(MmspeechError, ValueError):
     """Audio that cannot be decoded or used: empty, NaN/inf, undecodable, wrong rate."""
 
 
+class AudioTooLongError(AudioError):
+    """Audio longer than a caller's limit (``max_seconds``), seen in its header or while decoding.
+
+    Attributes:
+        seconds: the duration the header declares, or None when it was found while decoding
+            (the audio is at least ``max_seconds`` long then).
+        max_seconds: the limit.
+    """
+
+    def __init__(self, message: str, seconds: float | None, max_seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
+        self.max_seconds = max_seconds
+
+
 class EmptyTextError(MmspeechError, ValueError):
     """Text that leaves nothing to synthesise once normalised (e.g. only punctuation)."""
 

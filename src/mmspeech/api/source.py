@@ -5,7 +5,7 @@ with a seek, and a file at another rate than 16 kHz is resampled piece by piece.
 starts on a sample where the two rates' sample grids meet and reaches 50 ms past the wanted
 samples on either side, so the resampler's edges fall outside them: the samples equal those of
 resampling the whole file (to ~1e-7). Anything else (bytes, file objects, MP3, Ogg, formats only
-ffmpeg decodes) is decoded once into memory, which costs the audio itself at 16 kHz.
+PyAV decodes) is decoded once into memory, which costs the audio itself at 16 kHz.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def open_audio(audio: Any) -> AudioSource:
         try:
             info = soundfile.info(str(path))
         except (soundfile.LibsndfileError, RuntimeError, OSError):
-            info = None  # not there, or a format for ffmpeg: load_audio explains or decodes
+            info = None  # not there, or a format for PyAV: load_audio explains or decodes
         seekable = info is not None and info.format in SEEKABLE
         if seekable and info.samplerate > 0 and info.frames > 0:
             # as many samples as resampling the whole file gives: frames × 16 kHz / rate, rounded

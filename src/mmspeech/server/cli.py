@@ -15,19 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.errors import ConfigError, MissingDependencyError, MmspeechError
-from mmspeech.server.settings import ServerSettings
+from mmspeech.server.settings import TASKS, ServerSettings
 
 logger = logging.getLogger(__name__)
 _DEFAULTS = ServerSettings()
 
 
 def require_server_extra() -> None:
-    """Raise MissingDependencyError unless fastapi, uvicorn and python-multipart import."""
+    """Raise MissingDependencyError unless fastapi, uvicorn, python-multipart and
+    prometheus-client import."""
     missing = []
     for module, package in (
         ("fastapi", "fastapi"),
         ("uvicorn", "uvicorn"),
         ("python_multipart", "python-multipart"),
+        ("prometheus_client", "prometheus-client"),
     ):
         try:
             __import__(module)
@@ -55,8 +57,8 @@ def register(subparsers: Any) -> None:
     add("--model", action="append", default=[], metavar="[NAME=]REF",
         help="a checkpoint to serve as NAME (directory or hub id); repeatable")  # fmt: skip
     add("--models-dir", type=Path, help="serve every checkpoint directory found here by name")
-    for task in ("asr", "lid", "tts", "translation"):
-        add(f"--default-{task}", metavar="NAME", help=f"default {task} model name")
+    for task, what in TASKS.items():
+        add(f"--default-{task}", metavar="NAME", help=f"default {what} model name")
     add("--api-key", default=os.environ.get("MMSPEECH_API_KEY"),
         help="require 'Authorization: Bearer KEY' (default: $MMSPEECH_API_KEY; none)")  # fmt: skip
     add("--allow-hub", action="store_true", help="let clients name any hub id (downloads)")
@@ -65,6 +67,10 @@ def register(subparsers: Any) -> None:
     add("--max-text-chars", type=int, default=_DEFAULTS.max_text_chars)
     add("--max-queue", type=int, default=_DEFAULTS.max_queue, help="queued jobs before 429")
     add("--timeout", type=float, default=_DEFAULTS.request_timeout, help="seconds per request")
+    add("--body-timeout", type=float, default=_DEFAULTS.body_timeout,
+        help="seconds a client may take to send its request body (then 408)")  # fmt: skip
+    add("--max-connections", type=int, default=_DEFAULTS.max_connections,
+        help="open connections served at once (more get 503)")  # fmt: skip
     add("--max-batch", type=int, default=_DEFAULTS.max_batch,
         help="micro-batch size for same-language requests (1: off)")  # fmt: skip
     add("--batch-wait-ms", type=float, default=_DEFAULTS.batch_wait * 1000)
@@ -91,7 +97,7 @@ def parse_models(values: list[str]) -> dict[str, str]:
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """The ServerSettings that ``mmspeech serve`` options describe."""
     models = parse_models(args.model)
-    defaults = {task: getattr(args, f"default_{task}") for task in ("asr", "lid", "tts")}
+    defaults = {task: getattr(args, f"default_{task}") for task in TASKS}
     if not models and args.models_dir is None:
         from mmspeech.api.options import DEFAULT_ASR_MODEL, DEFAULT_LID_MODEL, DEFAULT_TTS_MODEL
 
@@ -109,13 +115,15 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         default_asr=defaults["asr"],
         default_lid=defaults["lid"],
         default_tts=defaults["tts"],
-        default_translation=args.default_translation,
+        default_translation=defaults["translation"],
         api_key=args.api_key or None,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_audio_seconds=args.max_audio_seconds,
         max_text_chars=args.max_text_chars,
         max_queue=args.max_queue,
         request_timeout=args.timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
         max_batch=args.max_batch,
         batch_wait=args.batch_wait_ms / 1000,
         workers=args.workers,
@@ -150,5 +158,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
+        limit_concurrency=settings.max_connections,  # stalled clients cannot exhaust descriptors
+        timeout_keep_alive=5,
     )
     return 0

@@ -34,6 +34,7 @@ _TYPES = {
     403: "invalid_request_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     422: "invalid_request_error",
@@ -108,6 +109,17 @@ class BodyTooLarge(HTTPException):
         )
 
 
+class BodyTimeout(HTTPException):
+    """A request body that did not arrive within the server's body timeout (a stalled client)."""
+
+    def __init__(self, timeout: float):
+        super().__init__(
+            408,
+            f"The request body did not arrive within {timeout:g} s; send it in one go.",
+            headers={"Connection": "close"},
+        )
+
+
 def error_body(status: int, message: str, code: str | None, param: str | None) -> dict[str, Any]:
     return {
         "error": {
@@ -134,8 +146,15 @@ def from_library_error(error: MmspeechError, param: str | None = None) -> APIErr
         return APIError(400, str(error), "empty_text", param or "input")
     if isinstance(error, MissingDependencyError):
         return APIError(400, str(error), "unsupported_format", param or "response_format")
-    if isinstance(error, CheckpointNotFoundError):
-        return APIError(404, str(error), "model_not_found", "model")
+    if isinstance(error, CheckpointNotFoundError):  # its message names local paths: log it only
+        logger.error("a file a served model needs cannot be found: %s", error)
+        return APIError(
+            503,
+            "A file the model needs for this request is not available to this server now "
+            "(offline, or not downloaded); the server log has the details.",
+            "model_unavailable",
+            "model",
+        )
     if isinstance(error, CheckpointError):
         logger.error("a served checkpoint is broken: %s", error)
         return APIError(500, "The model could not be loaded; see the server log.", "model_error")
@@ -174,9 +193,12 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(error.detail) if error.detail else "HTTP error"
         if error.status_code == 404:
             message = f"No such endpoint: {request.method} {request.url.path}."
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
-            error.status_code
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            408: "request_timeout",
+            413: "request_too_large",
+        }.get(error.status_code)
         headers = dict(error.headers) if error.headers else None
         return error_response(APIError(error.status_code, message, code, headers=headers))
 

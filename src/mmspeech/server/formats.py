@@ -3,16 +3,14 @@
 Text, SRT and VTT come from :mod:`mmspeech.writers` (the CLI writes the same files);
 ``verbose_json`` follows the OpenAI shape (segments with the Whisper-only fields set to neutral
 values, ``words`` when word timestamps were asked for). WAV, FLAC and raw PCM are encoded in
-process; MP3 and Opus go through the ``ffmpeg`` program when it is installed.
+process; MP3 and Opus are encoded by PyAV, also in process (no ffmpeg program).
 """
 
 from __future__ import annotations
 
 import io
-import shutil
 import struct
-import subprocess
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import soundfile
@@ -22,8 +20,11 @@ from mmspeech.languages import language_name
 from mmspeech.results import Transcription
 from mmspeech.writers import format_transcription
 
-TRANSCRIPT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
-AUDIO_FORMATS = ("wav", "flac", "pcm", "mp3", "opus")
+# the response formats, once: the endpoints' parameter types and the lists derived from them
+TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
+AudioFormat = Literal["wav", "flac", "pcm", "mp3", "opus"]
+TRANSCRIPT_FORMATS: tuple[str, ...] = get_args(TranscriptFormat)
+AUDIO_FORMATS: tuple[str, ...] = get_args(AudioFormat)
 AUDIO_MEDIA_TYPES = {
     "wav": "audio/wav",
     "flac": "audio/flac",
@@ -31,7 +32,7 @@ AUDIO_MEDIA_TYPES = {
     "mp3": "audio/mpeg",
     "opus": "audio/ogg",
 }
-_FFMPEG_FORMATS = {"mp3": ("mp3", "libmp3lame"), "opus": ("ogg", "libopus")}
+_AV_FORMATS = {"mp3": ("mp3", "libmp3lame"), "opus": ("ogg", "libopus")}  # container, codec
 
 
 def transcript_body(
@@ -102,15 +103,11 @@ def wav_header(sample_rate: int, data_bytes: int = 0xFFFFFFFF - 36) -> bytes:
     )
 
 
-def ffmpeg_available() -> bool:
-    return shutil.which("ffmpeg") is not None
-
-
 def encode_audio(waveform: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """A whole waveform as the bytes of a ``fmt`` file (one of :data:`AUDIO_FORMATS`).
 
     Raises:
-        MissingDependencyError: mp3/opus without ffmpeg.
+        MissingDependencyError: mp3/opus without PyAV.
     """
     if fmt == "pcm":
         return pcm16(waveform)
@@ -121,18 +118,32 @@ def encode_audio(waveform: np.ndarray, sample_rate: int, fmt: str) -> bytes:
         buffer = io.BytesIO()
         soundfile.write(buffer, np.asarray(waveform, np.float32), sample_rate, format="FLAC")
         return buffer.getvalue()
-    container, codec = _FFMPEG_FORMATS[fmt]
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
+    return _encode_with_av(waveform, sample_rate, fmt)
+
+
+def _encode_with_av(waveform: np.ndarray, sample_rate: int, fmt: str) -> bytes:
+    """MP3 (LAME) or Opus in Ogg, encoded in process by PyAV."""
+    try:
+        import av
+    except ImportError:
         raise MissingDependencyError(
-            f"response_format={fmt!r} needs the ffmpeg program, which this server does not have; "
-            "ask for wav, flac or pcm, or install ffmpeg on the server."
+            f"response_format={fmt!r} needs PyAV, which this server does not have; ask for wav, "
+            "flac or pcm, or install it on the server (`pip install av`)."
+        ) from None
+    container_format, codec = _AV_FORMATS[fmt]
+    rate = 48000 if fmt == "opus" else sample_rate  # Opus encodes at 8/12/16/24/48 kHz
+    samples = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)
+    frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+    frame.sample_rate, frame.pts = sample_rate, 0
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(stream, av.AudioStream)
+        context = stream.codec_context
+        convert = av.AudioResampler(
+            format=context.format, layout="mono", rate=rate, frame_size=context.frame_size
         )
-    rate = 48000 if fmt == "opus" else sample_rate  # Opus accepts 8/12/16/24/48 kHz
-    command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar"]
-    command += [str(sample_rate), "-ac", "1", "-i", "pipe:0", "-ar", str(rate)]
-    command += ["-c:a", codec, "-f", container, "pipe:1"]
-    done = subprocess.run(command, input=pcm16(waveform), capture_output=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed to encode {fmt}: {done.stderr.decode(errors='replace')}")
-    return done.stdout
+        for converted in [*convert.resample(frame), *convert.resample(None)]:
+            container.mux(stream.encode(converted))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()

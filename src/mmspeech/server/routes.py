@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -19,13 +20,17 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmspeech.audio import load_audio
-from mmspeech.errors import LanguageError, MmspeechError
-from mmspeech.languages import resolve_language
+from mmspeech.errors import (
+    LanguageError,
+    MmspeechError,
+)
+from mmspeech.languages import language_name, resolve_language
 from mmspeech.results import Transcription
 from mmspeech.server.errors import APIError, error_body, from_library_error
 from mmspeech.server.formats import (
     AUDIO_MEDIA_TYPES,
+    AudioFormat,
+    TranscriptFormat,
     encode_audio,
     pcm16,
     transcript_body,
@@ -33,19 +38,21 @@ from mmspeech.server.formats import (
     wav_header,
 )
 from mmspeech.server.registry import ALIASES
+from mmspeech.server.uploads import upload_waveform
 
 if TYPE_CHECKING:
+    from mmspeech.api.asr import ASRModel
+    from mmspeech.api.lid import LIDModel
+    from mmspeech.api.speech2text import Speech2TextModel
+    from mmspeech.api.tts import TTSModel
+    from mmspeech.results import Segment, Synthesis
     from mmspeech.server.app import ServerState
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 OPENAI_VOICES = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
 )  # fmt: skip
-TranscriptFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
-AudioFormat = Literal["wav", "flac", "pcm", "mp3", "opus"]
-_AUDIO_TYPES = ("audio/", "video/", "application/octet-stream", "application/ogg")
 _TRANSCRIPT_CONTENT: dict[str, Any] = {
     media: {} for media in ("application/json", "text/plain", "text/vtt", "application/x-subrip")
 }
@@ -58,50 +65,9 @@ def _state(request: Request) -> ServerState:
     return state
 
 
-async def _waveform(state: ServerState, upload: UploadFile) -> np.ndarray:
-    """The uploaded audio as 16 kHz mono float32, within the size and duration limits."""
-    settings = state.settings
-    content_type = (upload.content_type or "").lower()
-    if content_type and not content_type.startswith(_AUDIO_TYPES):
-        raise APIError(
-            415,
-            f"The file {upload.filename!r} was sent as {content_type}; expected audio (wav, flac, "
-            "ogg, mp3, webm, m4a, …).",
-            "unsupported_media_type",
-            "file",
-        )
-    data = await upload.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise APIError(
-            413,
-            f"The file is larger than this server's {settings.max_upload_bytes / 1e6:.1f} MB "
-            "limit; send a shorter or compressed file.",
-            "file_too_large",
-            "file",
-        )
-    if not data:
-        raise APIError(
-            400,
-            "The uploaded file is empty (0 bytes); send an audio file.",
-            "invalid_audio",
-            "file",
-        )
-    waveform = await asyncio.to_thread(load_audio, data, SAMPLE_RATE)
-    seconds = len(waveform) / SAMPLE_RATE
-    if seconds > settings.max_audio_seconds:
-        raise APIError(
-            413,
-            f"The audio lasts {seconds:.1f} s; this server accepts at most "
-            f"{settings.max_audio_seconds:g} s per request. Split the file or use `mmspeech "
-            "transcribe` locally.",
-            "audio_too_long",
-            "file",
-        )
-    return waveform
-
-
 async def _model(state: ServerState, name: str | None, kind: str) -> tuple[Any, str]:
-    """The loaded model a request names (loaded in a thread if needed) and its name."""
+    """The loaded model a request names (loaded in a thread if needed) and its name; callers
+    declare the model's type (:class:`ASRModel` for ``"asr"``, …)."""
     entry = state.registry.resolve(name, kind)
     return await asyncio.to_thread(state.registry.get, entry), entry.name
 
@@ -112,14 +78,28 @@ def _locked(
     """A one-item job running ``call(payload)`` while holding the model's lock."""
 
     def run(payloads: list[Any]) -> list[Any]:
-        with state.registry.lock(name):
+        with state.registry.lock(name), _model_errors(state, name):
             return [call(payload) for payload in payloads]
 
     return run
 
 
+@contextmanager
+def _model_errors(state: ServerState, name: str) -> Iterator[None]:
+    """Library errors of a model's work as 4xx that call the model by its name, never by the
+    checkpoint path the library knows it by."""
+    try:
+        yield
+    except MmspeechError as error:
+        api_error = from_library_error(error)
+        entry = state.registry.find(name)
+        if entry is not None and entry.ref != name:
+            api_error.message = api_error.message.replace(entry.ref, f"the model {name!r}")
+        raise api_error from None
+
+
 async def _language(
-    state: ServerState, asr: Any, language: str | None, waveform: np.ndarray
+    state: ServerState, asr: ASRModel, name: str, language: str | None, waveform: np.ndarray
 ) -> tuple[str | None, float | None]:
     """The ASR language code: the one asked for, or the most probable one it supports.
 
@@ -128,7 +108,14 @@ async def _language(
     if not asr.languages:
         return None, None
     if language:
-        return resolve_language(language, asr.languages), None
+        try:
+            return resolve_language(language, asr.languages), None
+        except LanguageError as error:  # its hint names the CLI; HTTP clients have an endpoint
+            message = str(error).replace(
+                "List the supported codes with `mmspeech languages`.",
+                f"GET /v1/models/{name}/languages lists them.",
+            )
+            raise APIError(400, message, "unsupported_language", "language") from None
     if state.registry.default("lid") is None:
         raise APIError(
             400,
@@ -137,6 +124,7 @@ async def _language(
             "language_required",
             "language",
         )
+    lid: LIDModel
     lid, lid_name = await _model(state, None, "lid")
     scores = await state.scheduler.submit(
         _locked(state, lid_name, lambda audio: asr.detect_language(audio, lid=lid)),
@@ -154,9 +142,14 @@ def _length_bucket(samples: int) -> int:
 
 
 def _transcribe_batch(
-    state: ServerState, asr: Any, name: str, language: str | None, words: bool, waveforms: list[Any]
-) -> list[Any]:
-    with state.registry.lock(name):
+    state: ServerState,
+    asr: ASRModel,
+    name: str,
+    language: str | None,
+    words: bool,
+    waveforms: list[np.ndarray],
+) -> list[Transcription]:
+    with state.registry.lock(name), _model_errors(state, name):
         if len(waveforms) == 1:
             return [asr.transcribe(waveforms[0], language=language, word_timestamps=words)]
         return list(asr.transcribe_batch(waveforms, language=language, word_timestamps=words))
@@ -188,9 +181,10 @@ async def transcriptions(
 ) -> Response:
     """Speech to text in the language given (ISO 639-1/-3 or a name) or the detected one."""
     state = _state(request)
+    asr: ASRModel
     asr, name = await _model(state, model, "asr")
-    waveform = await _waveform(state, file)
-    code, probability = await _language(state, asr, language, waveform)
+    waveform = await upload_waveform(state, file)
+    code, probability = await _language(state, asr, name, language, waveform)
     words = "word" in (timestamp_granularities or [])
     if stream:
         return await _stream_transcript(state, asr, name, code, probability, words, waveform)
@@ -200,14 +194,14 @@ async def transcriptions(
         ("asr", name, code, words, _length_bucket(len(waveform))),
         state.settings.request_timeout,
     )
-    if probability is not None:
+    if probability is not None:  # Transcription is frozen: a copy with the detected probability
         result = dataclasses.replace(result, language_probability=probability)
     return _respond(*transcript_body(result, response_format, words))
 
 
 async def _stream_transcript(
     state: ServerState,
-    asr: Any,
+    asr: ASRModel,
     name: str,
     code: str | None,
     probability: float | None,
@@ -216,29 +210,43 @@ async def _stream_transcript(
 ) -> StreamingResponse:
     """Server-sent events: one ``transcript.text.delta`` per segment, then ``...done``."""
 
-    def segments() -> Iterator[Any]:
-        with state.registry.lock(name):
+    def segments() -> Iterator[Segment]:
+        with state.registry.lock(name), _model_errors(state, name):
             yield from asr.iter_segments(waveform, language=code, word_timestamps=words)
 
-    items = await state.scheduler.stream(segments)
+    stream = await state.scheduler.stream(segments, state.settings.request_timeout)
+    try:  # the first segment before the headers: a failure or timeout is then a plain 4xx/504
+        first = await stream.get()
+    except BaseException:
+        stream.close()
+        raise
+    if isinstance(first, Exception):
+        raise _as_api_error(first)
 
     async def events() -> AsyncIterator[str]:
         texts = []
-        while (item := await items.get()) is not None:
-            if isinstance(item, Exception):
-                logger.error("transcription stream failed: %s", item)
-                error = _as_api_error(item)
+        item = first
+        try:
+            while item is not None:
+                if isinstance(item, Exception):
+                    raise item
+                texts.append(item.text.strip())
                 yield _sse(
-                    {
-                        "type": "error",
-                        **error_body(error.status, error.message, error.code, error.param),
-                    }
+                    {"type": "transcript.text.delta", "delta": item.text, "segment": item.to_dict()}
                 )
-                return
-            texts.append(item.text.strip())
+                item = await stream.get()
+        except Exception as failure:  # headers are sent: the error is the last event
+            logger.error("transcription stream failed: %s", failure)
+            error = _as_api_error(failure)
             yield _sse(
-                {"type": "transcript.text.delta", "delta": item.text, "segment": item.to_dict()}
+                {
+                    "type": "error",
+                    **error_body(error.status, error.message, error.code, error.param),
+                }
             )
+            return
+        finally:  # also when the client has gone (the response is cancelled): stop the job
+            stream.close()
         text = " ".join(t for t in texts if t)
         yield _sse(
             {
@@ -277,8 +285,9 @@ async def translations(
 ) -> Response:
     """Speech to text in the target language of a speech encoder-decoder checkpoint."""
     state = _state(request)
+    translator: Speech2TextModel
     translator, name = await _model(state, model, "translation")
-    waveform = await _waveform(state, file)
+    waveform = await upload_waveform(state, file)
     result = await state.scheduler.submit(
         _locked(state, name, translator.translate), waveform, None, state.settings.request_timeout
     )
@@ -296,8 +305,9 @@ async def language_id(
 ) -> dict[str, Any]:
     """The ``top_k`` most probable languages (ISO 639-3 codes, names, probabilities)."""
     state = _state(request)
+    lid: LIDModel
     lid, name = await _model(state, model, "lid")
-    waveform = await _waveform(state, file)
+    waveform = await upload_waveform(state, file)
     scores = await state.scheduler.submit(
         _locked(state, name, lambda audio: lid.identify(audio, top_k=top_k)),
         waveform,
@@ -365,6 +375,7 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
         )
     if not text.strip():
         raise APIError(400, "The input is empty; send the text to speak.", "empty_text", "input")
+    tts: TTSModel
     tts, name = await _model(state, _tts_name(state, body), "tts")
     fmt = body.response_format
     if fmt in ("wav", "pcm"):
@@ -380,28 +391,62 @@ async def speech(request: Request, body: SpeechRequest) -> Response:
 
 
 async def _stream_speech(
-    state: ServerState, tts: Any, name: str, text: str, speed: float, fmt: str
+    state: ServerState, tts: TTSModel, name: str, text: str, speed: float, fmt: str
 ) -> StreamingResponse:
-    def pieces() -> Iterator[Any]:
-        with state.registry.lock(name):
+    def pieces() -> Iterator[Synthesis]:
+        with state.registry.lock(name), _model_errors(state, name):
             yield from tts.iter_synthesize(text, speaking_rate=speed)
 
-    items = await state.scheduler.stream(pieces)
-    first = await asyncio.wait_for(items.get(), state.settings.request_timeout)
+    stream = await state.scheduler.stream(pieces, state.settings.request_timeout)
+    try:
+        first = await stream.get()
+    except BaseException:
+        stream.close()
+        raise
     if isinstance(first, Exception):
         raise _as_api_error(first)
     if first is None:
         raise APIError(400, "The input leaves nothing to speak.", "empty_text", "input")
 
     async def chunks() -> AsyncIterator[bytes]:
-        if fmt == "wav":
-            yield wav_header(first.sample_rate)
-        yield pcm16(first.waveform)
-        while (item := await items.get()) is not None:
-            if isinstance(item, Exception):  # headers are sent: end the stream early
-                logger.error("speech stream failed after its first sentence: %s", item)
-                return
-            yield pcm16(item.waveform)
+        try:
+            if fmt == "wav":
+                yield wav_header(first.sample_rate)
+            yield pcm16(first.waveform)
+            while (item := await stream.get()) is not None:
+                if isinstance(item, Exception):  # headers are sent: end the stream early
+                    logger.error("speech stream failed after its first sentence: %s", item)
+                    return
+                yield pcm16(item.waveform)
+        except APIError as error:  # past the timeout: end the stream early
+            logger.error("speech stream stopped: %s", error.message)
+        finally:  # also when the client has gone (the response is cancelled): stop the job
+            stream.close()
 
     headers = {"X-Sample-Rate": str(first.sample_rate)}
     return StreamingResponse(chunks(), media_type=AUDIO_MEDIA_TYPES[fmt], headers=headers)
+
+
+@router.get("/v1/models/{name}/languages", tags=["models"])
+async def model_languages(request: Request, name: str) -> dict[str, Any]:
+    """The languages a model takes (ASR adapters, language-ID labels; a TTS model's one
+    language), as ISO 639-3 codes with English names. Loads the model if it is not loaded."""
+    state = _state(request)
+    registry = state.registry
+    entry = registry.find(name)
+    if entry is None and name in ALIASES:
+        entry = registry.resolve(name, ALIASES[name])
+    if entry is None:
+        entry = registry.resolve(name, "asr")  # the same 400/404 as a transcription request
+    model = await asyncio.to_thread(registry.get, entry)
+    if entry.kind in ("asr", "lid"):
+        codes = list(model.languages)
+    else:
+        language = getattr(getattr(model, "tokenizer", None), "language", None)
+        codes = [language] if isinstance(language, str) and language else []
+    return {
+        "model": entry.name,
+        "task": entry.kind,
+        # an ASR checkpoint without adapters has one vocabulary: it takes any language= value
+        "languages": [{"code": code, "name": language_name(code)} for code in codes],
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,46 @@ class Job:
     payload: Any
     key: Hashable | None
     future: asyncio.Future[Any]
+    # "inference" (counted in the batch-size histogram) or "decode" (an upload being decoded)
+    work: str = "inference"
     queued_at: float = field(default_factory=time.perf_counter)
+
+
+class Stream:
+    """The items of a streaming job, in order, then ``None``; an exception in the generator
+    arrives as the exception object.
+
+    The whole stream must end within ``timeout`` seconds of being queued; :meth:`close` (the
+    client went away) withdraws a queued job and stops a running one at its next item.
+    """
+
+    def __init__(self, scheduler: Scheduler, loop: asyncio.AbstractEventLoop, timeout: float):
+        self.items: asyncio.Queue[Any] = asyncio.Queue()
+        self.stopped = threading.Event()
+        self.job: Job | None = None
+        self._scheduler = scheduler
+        self._timeout = timeout
+        self._deadline = loop.time() + timeout
+        self._loop = loop
+
+    async def get(self) -> Any:
+        """The next item.
+
+        Raises:
+            APIError: 504 once the stream has run past its timeout (the job is stopped).
+        """
+        try:
+            return await asyncio.wait_for(self.items.get(), self._deadline - self._loop.time())
+        except asyncio.TimeoutError:
+            self.close()
+            raise self._scheduler._timed_out(self._timeout) from None
+
+    def close(self) -> None:
+        """Stop: a queued job never runs, a running one ends at its next item."""
+        if not self.stopped.is_set():
+            self.stopped.set()
+            if self.job is not None and not self.job.future.done():
+                self._scheduler._withdraw(self.job)
 
 
 class Scheduler:
@@ -93,15 +133,9 @@ class Scheduler:
             headers={"Retry-After": str(self.retry_after)},
         )
 
-    async def submit(
-        self, run: BatchFn, payload: Any, key: Hashable | None = None, timeout: float = 120.0
-    ) -> Any:
-        """Queue one job and wait for its result.
-
-        Raises:
-            APIError: 429 when the queue is full, 503 when the server is stopping, 504 when
-                the result takes longer than ``timeout`` seconds.
-        """
+    def _refuse_when_full(self) -> None:
+        """503 while stopping; 429 (counted in ``mmspeech_rejected_total``) when the queue is
+        full: the same answer for plain and streaming requests."""
         if self._closing or self._arrived is None:
             raise self._unavailable("the server is not accepting work")
         if self.depth >= self.max_queue:
@@ -113,58 +147,79 @@ class Scheduler:
                 "queue_full",
                 headers={"Retry-After": str(self.retry_after)},
             )
-        job = Job(run, payload, key, asyncio.get_running_loop().create_future())
+
+    def _timed_out(self, timeout: float) -> APIError:
+        self.metrics.count("mmspeech_rejected_total", {"reason": "timeout"})
+        return APIError(
+            504,
+            f"The request took longer than the server's {timeout:g} s limit; try shorter "
+            "audio or text, or retry later.",
+            "timeout",
+        )
+
+    def _withdraw(self, job: Job) -> None:
+        """Take a job out of the queue (if it is still there) so that it never runs."""
+        if job in self._pending:
+            self._pending.remove(job)
+        job.future.cancel()
+
+    async def submit(
+        self,
+        run: BatchFn,
+        payload: Any,
+        key: Hashable | None = None,
+        timeout: float = 120.0,
+        work: str = "inference",
+    ) -> Any:
+        """Queue one job and wait for its result.
+
+        A caller that is cancelled (its client went away) withdraws its job: a queued job
+        never runs.
+
+        Raises:
+            APIError: 429 when the queue is full, 503 when the server is stopping, 504 when
+                the result takes longer than ``timeout`` seconds.
+        """
+        self._refuse_when_full()
+        assert self._arrived is not None
+        job = Job(run, payload, key, asyncio.get_running_loop().create_future(), work)
         self._pending.append(job)
         self._arrived.set()
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout)
         except asyncio.CancelledError:  # the client went away: do not run its job
-            if job in self._pending:
-                self._pending.remove(job)
-            job.future.cancel()
+            self._withdraw(job)
             raise
         except asyncio.TimeoutError:
-            if job in self._pending:
-                self._pending.remove(job)
-            job.future.cancel()
-            self.metrics.count("mmspeech_rejected_total", {"reason": "timeout"})
-            raise APIError(
-                504,
-                f"The request took longer than the server's {timeout:g} s limit; try shorter "
-                "audio or text, or retry later.",
-                "timeout",
-            ) from None
+            self._withdraw(job)
+            raise self._timed_out(timeout) from None
 
-    async def stream(self, generate: Callable[[], Iterator[Any]]) -> asyncio.Queue[Any]:
-        """Run a generator as one job; its items arrive on the returned queue, then ``None``.
+    async def stream(self, generate: Callable[[], Iterator[Any]], timeout: float) -> Stream:
+        """Run a generator as one job whose items are read from the returned :class:`Stream`.
 
-        An exception inside the generator arrives on the queue as the exception object.
+        Raises:
+            APIError: 429 when the queue is full, 503 when the server is stopping.
         """
+        self._refuse_when_full()
+        assert self._arrived is not None
         loop = asyncio.get_running_loop()
-        items: asyncio.Queue[Any] = asyncio.Queue()
+        stream = Stream(self, loop, timeout)
 
         def run(payloads: list[Any]) -> list[Any]:
             try:
                 for item in generate():
-                    loop.call_soon_threadsafe(items.put_nowait, item)
+                    if stream.stopped.is_set():  # the reader has gone: stop at this item
+                        break
+                    loop.call_soon_threadsafe(stream.items.put_nowait, item)
             except Exception as error:  # handed to the response, which maps it
-                loop.call_soon_threadsafe(items.put_nowait, error)
-            loop.call_soon_threadsafe(items.put_nowait, None)
+                loop.call_soon_threadsafe(stream.items.put_nowait, error)
+            loop.call_soon_threadsafe(stream.items.put_nowait, None)
             return [None]
 
-        if self._closing or self._arrived is None:
-            raise self._unavailable("the server is not accepting work")
-        if self.depth >= self.max_queue:
-            raise APIError(
-                429,
-                f"Too many requests (limit {self.max_queue}); retry in {self.retry_after} s.",
-                "queue_full",
-                headers={"Retry-After": str(self.retry_after)},
-            )
-        job = Job(run, None, None, loop.create_future())
-        self._pending.append(job)
+        stream.job = Job(run, None, None, loop.create_future())
+        self._pending.append(stream.job)
         self._arrived.set()
-        return items
+        return stream
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -220,7 +275,8 @@ class Scheduler:
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[Job]) -> None:
         now = time.perf_counter()
-        self.metrics.observe("mmspeech_batch_size", len(batch))
+        if batch[0].work == "inference":
+            self.metrics.observe("mmspeech_batch_size", len(batch))
         for job in batch:
             self.metrics.observe("mmspeech_queue_wait_seconds", now - job.queued_at)
         try:

@@ -6,6 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# the tasks a server serves, once: kind -> what clients read. Each has a ``default_<kind>``
+# setting, a ``--default-<kind>`` option and a loader (registry.default_loaders)
+TASKS = {
+    "asr": "speech recognition",
+    "lid": "language identification",
+    "tts": "text to speech",
+    "translation": "speech translation",
+}
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -21,7 +30,8 @@ class ServerSettings:
     models_dir: Path | None = None
     # allow ``model`` values that are hub ids not in the allow-list (downloads on first use)
     allow_hub: bool = False
-    # default model name per task, used for OpenAI names ("whisper-1", "tts-1") and the web page
+    # default model name per task of TASKS, used for OpenAI names ("whisper-1", "tts-1") and the
+    # web page
     default_asr: str | None = None
     default_lid: str | None = None
     default_tts: str | None = None
@@ -30,6 +40,10 @@ class ServerSettings:
     api_key: str | None = None
     # maximum request body (an upload), in bytes -> 413
     max_upload_bytes: int = 25 * 1024 * 1024
+    # seconds a client may take to send a request body (from its first byte) -> 408, closed
+    body_timeout: float = 60.0
+    # open connections (each one request at a time); more -> 503 (uvicorn's limit_concurrency)
+    max_connections: int = 256
     # maximum decoded audio duration, in seconds -> 413
     max_audio_seconds: float = 600.0
     # maximum text length for speech, in characters -> 413
@@ -48,5 +62,12 @@ class ServerSettings:
     batch_wait: float = 0.01
     # total estimated size of loaded models, in bytes; least recently used ones are evicted
     memory_budget_bytes: int = 8 * 1024**3
+    # seconds a failed model load is remembered (requests meanwhile get its error, no new try)
+    load_failure_ttl: float = 60.0
     # torch device for every model (None: CPU)
     device: str | None = None
+
+    def default_for(self, kind: str) -> str | None:
+        """The configured default model name of a task (a key of :data:`TASKS`)."""
+        default: str | None = getattr(self, f"default_{kind}")
+        return default
