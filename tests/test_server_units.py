@@ -430,3 +430,21 @@ def test_models_say_which_are_the_bundled_demo_checkpoints(server_models: Path):
     assert listed["mms-1b-all"]["demo"] is True and listed["mms-tiny-all"]["demo"] is False
     for element in ('id="demo-notice"', 'id="lid-model"', 'id="identify"', 'id="lid-result"'):
         assert element in page
+
+
+def test_models_load_in_their_compute_type(tmp_path: Path):
+    """--compute-type for every model, --model-compute-type NAME=TYPE for one (real loaders)."""
+    from mmspeech.demo import demo_checkpoint
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--model", f"asr={demo_checkpoint('asr')}",
+                              "--model", f"lid={demo_checkpoint('lid')}", "--compute-type", "int8",
+                              "--model-compute-type", "lid=bfloat16"])  # fmt: skip
+    settings = settings_from_args(args)
+    registry = ModelRegistry(settings)
+    asr = registry.get(registry.resolve("asr", "asr"))
+    lid = registry.get(registry.resolve("lid", "lid"))
+    assert asr.model.compute_type == "int8" and lid.model.compute_type == "bfloat16"
+    with pytest.raises(ConfigError, match="--model-compute-type expects NAME=TYPE"):
+        settings_from_args(parser.parse_args(["serve", "--model-compute-type", "lid=int4"]))

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mmspeech.checkpoints.options import COMPUTE_TYPES
 from mmspeech.errors import ConfigError, MissingDependencyError, MmspeechError
 from mmspeech.server.settings import TASKS, ServerSettings
 
@@ -77,6 +78,11 @@ def register(subparsers: Any) -> None:
     add("--workers", type=int, default=_DEFAULTS.workers, help="inference threads")
     add("--memory-budget-gb", type=float, default=_DEFAULTS.memory_budget_bytes / 2**30)
     add("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    add("--compute-type", default=None, choices=COMPUTE_TYPES,
+        help="number format of every model: int8, bfloat16, float16 (CUDA), int8_bfloat16, "
+        "auto... (default: float32)")  # fmt: skip
+    add("--model-compute-type", action="append", default=[], metavar="NAME=TYPE",
+        help="compute type of one model, overriding --compute-type; repeatable")  # fmt: skip
     add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
 
@@ -129,7 +135,23 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         workers=args.workers,
         memory_budget_bytes=int(args.memory_budget_gb * 2**30),
         device=args.device,
+        compute_type=args.compute_type,
+        model_compute_types=parse_compute_types(args.model_compute_type),
     )
+
+
+def parse_compute_types(values: list[str]) -> dict[str, str]:
+    """``NAME=TYPE`` values as a name -> compute type mapping (types checked)."""
+    types: dict[str, str] = {}
+    for value in values:
+        name, sep, compute_type = value.partition("=")
+        if not sep or not name or compute_type not in COMPUTE_TYPES:
+            raise ConfigError(
+                f"--model-compute-type expects NAME=TYPE with TYPE one of "
+                f"{', '.join(COMPUTE_TYPES)}; got {value!r}."
+            )
+        types[name] = compute_type
+    return types
 
 
 def run(args: argparse.Namespace) -> int:

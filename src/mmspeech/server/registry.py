@@ -23,11 +23,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmspeech.errors import CheckpointNotFoundError
 from mmspeech.server.errors import APIError
 from mmspeech.server.settings import TASKS, ServerSettings
+
+if TYPE_CHECKING:
+    from mmspeech.checkpoints.options import LoadOptions
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _WEIGHTS = ("*.safetensors", "*.bin")
 _now = time.monotonic  # the registry's clock (a test replaces it)
 
-Loader = Callable[[str, str | None], Any]  # (checkpoint reference, device) -> model
+Loader = Callable[[str, "LoadOptions"], Any]  # (checkpoint reference, load settings) -> model
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ def default_loaders() -> dict[str, Loader]:
     """The high-level API's loaders (imported when a model is first needed)."""
 
     def load(kind: str) -> Loader:
-        def loader(ref: str, device: str | None) -> Any:
+        def loader(ref: str, load: LoadOptions) -> Any:
             from mmspeech import api
 
             function = {
@@ -152,7 +155,7 @@ def default_loaders() -> dict[str, Loader]:
                 "tts": "load_tts",
                 "translation": "load_speech2text",
             }[kind]
-            return getattr(api, function)(ref, device=device)
+            return getattr(api, function)(ref, options=load)
 
         return loader
 
@@ -394,7 +397,7 @@ class ModelRegistry:
             return None, self._hub_miss(entry)
         logger.info("loading %s model %s from %s", entry.kind, entry.name, entry.ref)
         try:
-            return self.loaders[entry.kind](entry.ref, self.settings.device), None
+            return self.loaders[entry.kind](entry.ref, self.settings.load_options(entry.name)), None
         except CheckpointNotFoundError as error:
             logger.error("model %s cannot be found: %s", entry.name, error)
             if entry.hub:

@@ -20,12 +20,13 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmspeech.api.transcript import flag_short_clip
 from mmspeech.errors import (
     LanguageError,
     MmspeechError,
 )
 from mmspeech.languages import language_name, resolve_language
-from mmspeech.results import Transcription
+from mmspeech.results import LanguageScores, Transcription
 from mmspeech.server.errors import APIError, error_body, from_library_error
 from mmspeech.server.formats import (
     AUDIO_MEDIA_TYPES,
@@ -100,16 +101,17 @@ def _model_errors(state: ServerState, name: str) -> Iterator[None]:
 
 async def _language(
     state: ServerState, asr: ASRModel, name: str, language: str | None, waveform: np.ndarray
-) -> tuple[str | None, float | None]:
-    """The ASR language code: the one asked for, or the most probable one it supports.
+) -> tuple[str | None, float | None, LanguageScores | None]:
+    """The ASR language code: the one asked for, or the most probable one it supports (with
+    the probability and the whole language-ID decision when it was detected).
 
     A checkpoint without adapters has one language: any ``language`` is accepted and ignored.
     """
     if not asr.languages:
-        return None, None
+        return None, None, None
     if language:
         try:
-            return resolve_language(language, asr.languages), None
+            return resolve_language(language, asr.languages), None, None
         except LanguageError as error:  # its hint names the CLI; HTTP clients have an endpoint
             message = str(error).replace(
                 "List the supported codes with `mmspeech languages`.",
@@ -132,7 +134,7 @@ async def _language(
         None,
         state.settings.request_timeout,
     )
-    return scores.language, scores.probability
+    return scores.language, scores.probability, flag_short_clip(scores, len(waveform) / 16_000)
 
 
 def _length_bucket(samples: int) -> int:
@@ -184,7 +186,7 @@ async def transcriptions(
     asr: ASRModel
     asr, name = await _model(state, model, "asr")
     waveform = await upload_waveform(state, file)
-    code, probability = await _language(state, asr, name, language, waveform)
+    code, probability, decision = await _language(state, asr, name, language, waveform)
     words = "word" in (timestamp_granularities or [])
     if stream:
         return await _stream_transcript(state, asr, name, code, probability, words, waveform)
@@ -194,8 +196,11 @@ async def transcriptions(
         ("asr", name, code, words, _length_bucket(len(waveform))),
         state.settings.request_timeout,
     )
-    if probability is not None:  # Transcription is frozen: a copy with the detected probability
-        result = dataclasses.replace(result, language_probability=probability)
+    if decision is not None:  # Transcription is frozen: a copy with the language decision
+        result = dataclasses.replace(
+            result, language_probability=probability, detection=decision,
+            warnings=(*decision.warnings, *result.warnings),
+        )  # fmt: skip
     return _respond(*transcript_body(result, response_format, words))
 
 
@@ -314,7 +319,7 @@ async def language_id(
         None,
         state.settings.request_timeout,
     )
-    return dict(scores.to_dict())
+    return dict(flag_short_clip(scores, len(waveform) / 16_000).to_dict())
 
 
 class SpeechRequest(BaseModel):

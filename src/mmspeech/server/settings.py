@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmspeech.checkpoints.options import LoadOptions
+
 # the tasks a server serves, once: kind -> what clients read. Each has a ``default_<kind>``
 # setting, a ``--default-<kind>`` option and a loader (registry.default_loaders)
 TASKS = {
@@ -66,6 +68,16 @@ class ServerSettings:
     load_failure_ttl: float = 60.0
     # torch device for every model (None: CPU)
     device: str | None = None
+    # number format models run in (mmspeech.LoadOptions.compute_type: int8, bfloat16, float16,
+    # auto, ...); None: float32, or a converted checkpoint's own type
+    compute_type: str | None = None
+    # per model name, overriding compute_type
+    model_compute_types: dict[str, str] = field(default_factory=dict)
+
+    def load_options(self, name: str) -> LoadOptions:
+        """How model ``name`` is loaded: this server's device and that model's compute type."""
+        compute_type = self.model_compute_types.get(name, self.compute_type)
+        return LoadOptions(device=self.device or "cpu", compute_type=compute_type)
 
     def default_for(self, kind: str) -> str | None:
         """The configured default model name of a task (a key of :data:`TASKS`)."""
