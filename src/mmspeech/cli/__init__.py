@@ -17,7 +17,16 @@ from mmspeech import __version__
 
 logger = logging.getLogger(__name__)
 
-SUBCOMMANDS = ("transcribe", "identify", "align", "speak", "translate", "languages", "convert")
+SUBCOMMANDS = (
+    "transcribe",
+    "identify",
+    "align",
+    "speak",
+    "translate",
+    "languages",
+    "convert",
+    "batch",
+)
 PLUGINS = ("mmspeech.training.cli", "mmspeech.server.cli")
 DESCRIPTION = """\
 Meta's MMS speech models from the command line: speech recognition in 1,162 languages
