@@ -64,7 +64,7 @@ def demo_options(**changes) -> BatchOptions:
     except CheckpointNotFoundError as exc:
         pytest.skip(str(exc))
     transcribe = TranscribeOptions(lid_model=str(lid), **TRANSCRIBE)
-    return BatchOptions(model=str(asr), transcribe=transcribe, shard_size=2, **changes)
+    return BatchOptions(model=str(asr), transcribe=transcribe, **{"shard_size": 2, **changes})
 
 
 def comparable(row: dict) -> dict:
