@@ -11,6 +11,8 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import jiwer
@@ -27,6 +29,7 @@ from mmspeech.errors import CheckpointNotFoundError, ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
+SRC = Path(__file__).resolve().parents[1] / "src"
 # file (relative to the collection), espeak voice, text, language
 SPEECH = [
     ("ru.wav", "ru", "привет как дела у тебя сегодня", "rus"),
@@ -329,3 +332,40 @@ def test_cli_usage_errors(capsys, tmp_path, flags, message):
         code = exc.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_killed_command_resumes_to_every_item_once(capsys, collection, reference, tmp_path):
+    """`mmspeech batch` killed (SIGKILL) right after its first shard, then run again."""
+    options = demo_options()
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "mmspeech", "batch", str(collection), "-o", str(out),
+        "--model", options.model, "--lid-model", options.transcribe.lid_model,
+        "--shard-size", "1", "--batch-size", "2", "--log-every", "0",
+    ]  # fmt: skip
+    # the same windows as the reference run: the long clip through the long-form path
+    assert options.transcribe.window_s == 4.0
+    command += ["--window", "4", "--context", "1", "--max-segment", "3"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    job = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    assert job.stderr is not None
+    for line in job.stderr:  # progress lines, one per shard
+        if line.startswith("transcribe: 1/"):
+            job.kill()
+            break
+    job.wait()
+    assert job.returncode == -signal.SIGKILL
+    assert not (out / "results.jsonl").exists() and list(out.glob("shards/shard-*.jsonl"))
+
+    capsys.readouterr()
+    assert main(command[3:]) == 1  # in this process; 1: the two bad files
+    err = capsys.readouterr().err
+    assert int(err.split(" done before")[0].rsplit(" ", 1)[1]) >= 1
+    assert {k: comparable(v) for k, v in by_id(out / "results.jsonl").items()} == {
+        k: comparable(v) for k, v in by_id(reference / "results.jsonl").items()
+    }
+    rows = [row["id"] for shard in out.glob("shards/*.jsonl") for row in read_jsonl(shard)]
+    assert sorted(rows) == sorted({*rows})  # no item done twice

@@ -60,6 +60,12 @@ def register(subparsers: Any) -> None:
                         help="items per unit of work and results shard")  # fmt: skip
     parser.add_argument("--batch-size", type=_positive_int, default=_TRANSCRIBE.batch_size,
                         help="inputs (or windows) per forward pass")  # fmt: skip
+    parser.add_argument("--window", type=float, default=_TRANSCRIBE.window_s,
+                        help="seconds of audio per model window")  # fmt: skip
+    parser.add_argument("--context", type=float, default=_TRANSCRIBE.context_s,
+                        help="seconds of context at window edges (decoded, dropped)")  # fmt: skip
+    parser.add_argument("--max-segment", type=float, default=_TRANSCRIBE.max_segment_s,
+                        help="longest segment in seconds")  # fmt: skip
     parser.add_argument("--lid-model", default=_TRANSCRIBE.lid_model,
                         help="language-ID checkpoint for items without a language")  # fmt: skip
     parser.add_argument("--vad", action="store_true", help="split on voice activity (silero-vad)")
@@ -91,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
             model=args.model, language=args.language, device=args.device, dtype=args.dtype,
             compute_type=args.compute_type, word_timestamps=not args.no_word_timestamps,
             formats=tuple(f for f in formats if f in FORMATS), parquet="parquet" in formats,
-            transcribe=TranscribeOptions(batch_size=args.batch_size, lid_model=args.lid_model,
-                                         vad=args.vad),
+            transcribe=TranscribeOptions(
+                batch_size=args.batch_size, lid_model=args.lid_model, vad=args.vad,
+                window_s=args.window, context_s=args.context, max_segment_s=args.max_segment,
+            ),
             shard_size=args.shard_size, force=args.force, workers=args.workers,
             threads=args.threads, ray=args.ray is not None, ray_address=args.ray or None,
             actors=args.actors, actor_cpus=args.actor_cpus, actor_gpus=args.actor_gpus,
