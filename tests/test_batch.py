@@ -170,6 +170,32 @@ def test_plan_groups_by_language_then_length():
     assert [[r["id"] for r in shard] for shard in shards] == [["3", "1"], ["2", "4"], ["0"]]
 
 
+def test_hugging_face_datasets_paths_and_bytes(collection, reference, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    saved = tmp_path / "saved"  # a folder written by save_to_disk, as the command line takes it
+    datasets.Dataset.from_dict({"audio": [str(collection / "ru.wav")], "id": ["r"]}).save_to_disk(
+        saved
+    )
+    held = datasets.Dataset.from_dict(  # audio bytes in the dataset: written once to out/audio
+        {"audio": [{"bytes": (collection / "el.wav").read_bytes(), "path": "x/el.wav"}],
+         "language": ["el"]}
+    )  # fmt: skip
+    out = tmp_path / "out"
+    summary = transcribe_collection([saved, held], out, demo_options())
+    assert (summary.results, summary.errors) == (2, 0)
+    results, expected = by_id(out / "results.jsonl"), by_id(reference / "results.jsonl")
+    assert results["r"]["text"] == expected["ru.wav"]["text"]
+    assert results["0"]["text"] == expected["el.wav"]["text"]
+    assert results["0"]["language"] == "ell" and results["0"]["path"] == str(
+        out / "audio" / "0.wav"
+    )
+    again = transcribe_collection([saved, held], out, demo_options())
+    assert again.skipped == 2  # the written audio kept its mtime
+
+    with pytest.raises(ConfigError, match="no audio column 'speech'"):
+        transcribe_collection(held, out, demo_options(audio_column="speech"))
+
+
 # -- one process -----------------------------------------------------------------------------
 
 

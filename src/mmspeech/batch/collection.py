@@ -1,4 +1,5 @@
-"""What a batch job works on: the items of a folder, a glob or a manifest (CSV, TSV, JSONL).
+"""What a batch job works on: the items of a folder, a glob, a manifest (CSV, TSV, JSONL) or a
+Hugging Face ``datasets`` dataset with an audio column (optional dependency).
 
 Every item has an id that names it in the results (the manifest's ``id``, else its path relative to
 the folder, or as the manifest or glob wrote it) and a fingerprint (size and modification time)
@@ -9,15 +10,16 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mmspeech.cli.common import AUDIO_SUFFIXES
-from mmspeech.errors import ConfigError
+from mmspeech.errors import ConfigError, MissingDependencyError
 
 MANIFEST_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
 COLUMNS = ("path", "id", "language", "text")  # what a manifest row may hold ("path" required)
@@ -43,20 +45,34 @@ class Item:
 
 
 def read_collection(
-    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    inputs: Any,
+    audio_dir: str | os.PathLike[str] | None = None,
+    audio_column: str = "audio",
 ) -> list[Item]:
-    """The items of ``inputs``: folders (recursive, audio extensions), globs, manifests or files.
+    """The items of ``inputs``: folders (recursive, audio extensions), globs, manifests, files,
+    ``datasets.Dataset`` objects or folders written by ``Dataset.save_to_disk``.
+
+    Args:
+        inputs: one input or a list of them.
+        audio_dir: where the audio bytes held in a dataset are written as files (a dataset whose
+            audio column holds paths needs none).
+        audio_column: a dataset's audio column.
 
     Raises:
         ConfigError: an input that names nothing, a malformed manifest, or two items with one id.
     """
-    if isinstance(inputs, (str, os.PathLike)):
+    if isinstance(inputs, (str, os.PathLike)) or _is_dataset(inputs):
         inputs = [inputs]
     items: list[Item] = []
     for given in inputs:
+        if _is_dataset(given):
+            items.extend(read_dataset(given, audio_dir, audio_column))
+            continue
         text = os.fspath(given)
         path = Path(text).expanduser()
-        if path.is_dir():
+        if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
+            items.extend(read_dataset(_load_from_disk(path), audio_dir, audio_column))
+        elif path.is_dir():
             found = sorted(p for p in path.rglob("*") if _is_audio(p))
             if not found:
                 raise ConfigError(f"{text} is a folder with no audio files ({_suffixes()}).")
@@ -116,6 +132,68 @@ def read_manifest(path: Path) -> list[Item]:
     if not items:
         raise ConfigError(f"The manifest {path} has no rows.")
     return items
+
+
+def read_dataset(
+    dataset: Any, audio_dir: str | os.PathLike[str] | None, audio_column: str = "audio"
+) -> list[Item]:
+    """The rows of a ``datasets.Dataset`` as items: ``audio_column`` (paths, or bytes written to
+    ``audio_dir/<id><suffix>`` once) and the optional columns ``id`` (else the row number),
+    ``language`` and ``text``."""
+    from datasets import Audio
+
+    if audio_column not in dataset.column_names:
+        raise ConfigError(
+            f"The dataset has no audio column {audio_column!r}; its columns are "
+            f"{dataset.column_names} (choose one with audio_column / --audio-column)."
+        )
+    rows = dataset.cast_column(audio_column, Audio(decode=False))  # bytes or a path, no decoding
+    items = []
+    for number, row in enumerate(rows):
+        audio = row[audio_column] or {}
+        item_id = str(row["id"]) if row.get("id") not in (None, "") else str(number)
+        data, given = audio.get("bytes"), audio.get("path")
+        if data:
+            if audio_dir is None:
+                raise ConfigError("A dataset that holds audio bytes needs audio_dir for them.")
+            suffix = Path(given or "").suffix or ".wav"
+            path = Path(audio_dir) / f"{_file_name(item_id)}{suffix}"
+            if not path.is_file() or path.stat().st_size != len(data):  # once: mtime stays
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_name(f".{path.name}.tmp")
+                temporary.write_bytes(data)
+                os.replace(temporary, path)
+        else:
+            path = Path(given or f"<row {number} has no audio>")
+        items.append(_item(item_id, path, _optional(row, "language"), _optional(row, "text")))
+    return items
+
+
+def _is_dataset(value: Any) -> bool:
+    return hasattr(value, "column_names") and hasattr(value, "cast_column")
+
+
+def _load_from_disk(path: Path) -> Any:
+    try:
+        from datasets import Dataset, load_from_disk
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{path} is a Hugging Face dataset; reading it needs: pip install datasets"
+        ) from exc
+    dataset = load_from_disk(str(path))
+    if not isinstance(dataset, Dataset):
+        raise ConfigError(
+            f"{path} holds several splits ({', '.join(dataset)}); pass one split's folder."
+        )
+    return dataset
+
+
+def _file_name(item_id: str) -> str:
+    """An id as one file name (no folders, no leading dots; a hash keeps changed ids apart)."""
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id).lstrip(".")
+    if name == item_id:
+        return name
+    return f"{name}-{hashlib.sha1(item_id.encode()).hexdigest()[:8]}"
 
 
 def _json_row(line: str, path: Path, number: int) -> dict[str, Any]:

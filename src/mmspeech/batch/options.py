@@ -20,6 +20,7 @@ class BatchOptions:
     compute_type: str | None = None  # load_asr's compute type (int8, bfloat16…); None: default
     word_timestamps: bool = True  # timed words in every segment of the results
     formats: tuple[str, ...] = ()  # per-item transcript files too (txt, json, srt, vtt, tsv)
+    audio_column: str = "audio"  # the audio column of a Hugging Face dataset input
     transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)  # windows, LID…
     shard_size: int = 32  # items per results shard (one unit of work, written atomically)
     force: bool = False  # redo every item, ignoring the results already written

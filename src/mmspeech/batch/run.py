@@ -18,7 +18,7 @@ from typing import Any
 
 from mmspeech.batch.collection import Item, read_collection
 from mmspeech.batch.options import BatchOptions
-from mmspeech.batch.store import RESULTS, ResultStore
+from mmspeech.batch.store import AUDIO, RESULTS, ResultStore
 from mmspeech.batch.work import WorkerSpec, items_to_rows, plan_shards
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def transcribe_collection(
 
     Args:
         inputs: folder(s), glob(s), manifest(s) (CSV/TSV/JSONL with ``path`` and optional
-            ``id``, ``language``, ``text``) or audio files.
+            ``id``, ``language``, ``text``), audio files, or a ``datasets.Dataset`` with an
+            audio column (its audio bytes are written once to ``output/audio``).
         output: the output folder (created); rerunning with the same one resumes.
         options: the job's settings; ``**overrides`` replace some of them
             (``transcribe_collection(src, out, language="fra", workers=2)``).
@@ -88,7 +89,7 @@ def transcribe_collection(
         raise TypeError(f"transcribe_collection() got unexpected keyword argument(s) {unknown}")
     options = replace(options or BatchOptions(), **overrides)
     began = time.perf_counter()
-    items = read_collection(inputs)
+    items = read_collection(inputs, Path(output) / AUDIO, options.audio_column)
     store = ResultStore(output, force=options.force)
     pending = store.pending(items)
     logger.info("%d items, %d already done, %d to do", len(items), len(items) - len(pending),

@@ -7,6 +7,7 @@ Layout of ``OUT``::
     results.parquet             the same rows (when pyarrow is installed)
     errors.jsonl                id, path, stage, error class and message of each failed item
     transcripts/<id>.<fmt>      per-item transcript files (when formats are asked for)
+    audio/                      the audio a Hugging Face dataset held as bytes, as files
 
 A shard is written to a temporary file and renamed into place, so it is whole or absent; its name
 is a hash of the items it holds, so a unit of work done twice (a retried task) replaces the same
@@ -32,7 +33,7 @@ from mmspeech.writers import write_transcription
 logger = logging.getLogger(__name__)
 
 RESULTS, PARQUET, ERRORS = "results.jsonl", "results.parquet", "errors.jsonl"
-SHARDS, TRANSCRIPTS = "shards", "transcripts"
+SHARDS, TRANSCRIPTS, AUDIO = "shards", "transcripts", "audio"
 
 
 class ResultStore:

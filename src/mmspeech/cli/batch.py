@@ -32,8 +32,9 @@ def register(subparsers: Any) -> None:
         subparsers,
         "batch",
         help="transcribe a collection: manifest in, manifest out, resumable, local or on Ray",
-        description="Transcribe every audio file of a folder (recursive), a glob, or a manifest "
-        "(CSV/TSV/JSONL with a 'path' column and optional 'id', 'language', 'text') into a "
+        description="Transcribe every audio file of a folder (recursive), a glob, a manifest "
+        "(CSV/TSV/JSONL with a 'path' column and optional 'id', 'language', 'text') or a "
+        "Hugging Face dataset saved with save_to_disk (an audio column) into a "
         "results manifest. Language ID runs on the items without a language, then ASR by "
         "language. Results are written shard by shard; rerunning resumes.",
         examples=EXAMPLES,
@@ -68,6 +69,8 @@ def register(subparsers: Any) -> None:
                         help="longest segment in seconds")  # fmt: skip
     parser.add_argument("--lid-model", default=_TRANSCRIBE.lid_model,
                         help="language-ID checkpoint for items without a language")  # fmt: skip
+    parser.add_argument("--audio-column", default=_DEFAULTS.audio_column,
+                        help="audio column of a Hugging Face dataset folder")  # fmt: skip
     parser.add_argument("--vad", action="store_true", help="split on voice activity (silero-vad)")
     ray = parser.add_argument_group("Ray (extra mmspeech[ray])")
     ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
@@ -101,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, lid_model=args.lid_model, vad=args.vad,
                 window_s=args.window, context_s=args.context, max_segment_s=args.max_segment,
             ),
-            shard_size=args.shard_size, force=args.force, workers=args.workers,
+            audio_column=args.audio_column, shard_size=args.shard_size, force=args.force,
+            workers=args.workers,
             threads=args.threads, ray=args.ray is not None, ray_address=args.ray or None,
             actors=args.actors, actor_cpus=args.actor_cpus, actor_gpus=args.actor_gpus,
         )  # fmt: skip
