@@ -50,11 +50,6 @@ class LocalRunner:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def worker_pids(self) -> list[int]:
-        """The pids of the pool's worker processes (empty when the work runs here)."""
-        processes = getattr(self._pool, "_processes", None) or {}
-        return list(processes)
-
     def _run(self, method: str, units: Sequence[Rows]) -> Iterator[Rows]:
         if self.workers == 1:
             if self._here is None:

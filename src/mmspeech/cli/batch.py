@@ -160,7 +160,7 @@ class _Reporter:
                                            desc=progress.stage)  # fmt: skip
             self.bar.n = progress.items_done
             if progress.stage == "transcribe":
-                self.bar.set_postfix_str(hours)
+                self.bar.set_postfix_str(hours + ("" if eta is None else f", ETA {_clock(eta)}"))
             self.bar.refresh()
             return
         now = time.monotonic()
