@@ -251,6 +251,17 @@ def test_manifest_languages_skip_language_id(collection, tmp_path):
     assert (summary.results, summary.errors) == (2, 1)
 
 
+def test_compute_type_reaches_the_model(collection, reference, tmp_path):
+    summary = transcribe_collection(
+        collection / "ru.wav", tmp_path, demo_options(compute_type="int8")
+    )
+    row = read_jsonl(summary.manifest)[0]
+    assert row["compute_type"] == "int8"
+    assert jiwer.cer(row["text"], by_id(reference / "results.jsonl")["ru.wav"]["text"]) < 0.2
+    with pytest.raises(ConfigError, match="disagree"):
+        demo_options(compute_type="int8", dtype="float16")
+
+
 def test_interrupted_job_resumes_without_loss_or_duplicates(collection, reference, tmp_path):
     out = tmp_path / "out"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mmspeech.api.options import DEFAULT_ASR_MODEL, TranscribeOptions
+from mmspeech.checkpoints.options import LoadOptions
 from mmspeech.errors import ConfigError
 from mmspeech.writers import FORMATS
 
@@ -17,7 +18,7 @@ class BatchOptions:
     language: str | None = None  # every item's language; None or "auto": detect where not given
     device: str | None = None  # "cpu", "cuda"…; None picks CUDA when available
     dtype: str | None = None  # parameter dtype ("float16", "bfloat16"); None is float32
-    compute_type: str | None = None  # load_asr's compute type (int8, bfloat16…); None: default
+    compute_type: str | None = None  # int8, bfloat16, float16, auto… (LoadOptions); None: float32
     word_timestamps: bool = True  # timed words in every segment of the results
     formats: tuple[str, ...] = ()  # per-item transcript files too (txt, json, srt, vtt, tsv)
     audio_column: str = "audio"  # the audio column of a Hugging Face dataset input
@@ -35,6 +36,8 @@ class BatchOptions:
     actor_gpus: float = 0.0  # Ray: GPUs reserved by each actor (fractions share a GPU)
 
     def __post_init__(self) -> None:
+        # the load settings' own checks (known dtype / compute type, not both)
+        LoadOptions(device=self.device, dtype=self.dtype, compute_type=self.compute_type)
         for name in ("shard_size", "workers", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}.")

@@ -31,7 +31,7 @@ class WorkerSpec:
     model: str  # ASR checkpoint
     device: str | None = None  # None: CUDA when available
     dtype: str | None = None  # parameter dtype
-    compute_type: str | None = None  # passed to load_asr when set
+    compute_type: str | None = None  # load_asr's compute_type (None: float32, or dtype)
     language: str | None = None  # the language of every item; None: manifest's, else detected
     word_timestamps: bool = True  # timed words in the segments
     options: TranscribeOptions = field(default_factory=TranscribeOptions)
@@ -54,11 +54,9 @@ class Worker:
 
             if self.spec.threads is not None:
                 torch.set_num_threads(self.spec.threads)
-            extra = (
-                {} if self.spec.compute_type is None else {"compute_type": self.spec.compute_type}
-            )
-            self._asr = load_asr(self.spec.model, device=self.spec.device, dtype=self.spec.dtype,
-                                 **extra)  # fmt: skip
+            spec = self.spec
+            self._asr = load_asr(spec.model, device=spec.device, dtype=spec.dtype,
+                                 compute_type=spec.compute_type)  # fmt: skip
             if self.spec.language is not None:  # a bad --language stops the job at once
                 self._asr.set_language(self.spec.language)
         return self._asr
@@ -158,7 +156,9 @@ class Worker:
 
     def _result(self, row: dict[str, Any], transcription: Any, asr_s: float) -> dict[str, Any]:
         asr = self.asr
-        compute = self.spec.compute_type or str(asr.model.dtype).removeprefix("torch.")
+        # the compute type load_asr resolved ("auto" -> what this device runs), else the dtype
+        compute = getattr(asr.model, "compute_type", None) or str(asr.model.dtype)
+        compute = compute.removeprefix("torch.")
         return {
             "id": row["id"],
             "path": row["path"],

@@ -45,8 +45,6 @@ def register(subparsers: Any) -> None:
                         help="every item's language, or 'auto' (default: the manifest's, else "
                         "detected)")  # fmt: skip
     common.add_model_options(parser, DEFAULT_ASR_MODEL)
-    if "--compute-type" not in parser._option_string_actions:  # unless the common options have it
-        parser.add_argument("--compute-type", help="compute type of the model (int8, bfloat16…)")
     parser.add_argument("--formats", default="jsonl,parquet",
                         help=f"comma-separated: manifests ({', '.join(MANIFESTS)}) and per-item "
                         f"files in OUT/transcripts ({', '.join(FORMATS)})")  # fmt: skip
