@@ -106,6 +106,8 @@ def child(config: str, collection: str, output: str) -> None:
         import ray
 
         began = time.perf_counter()
+        # a private local instance: no auth token written to ~/.ray (Ray's default for ray.init)
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(num_cpus=2 * THREADS, include_dashboard=False, log_to_driver=False)
         ray_start_s = time.perf_counter() - began
         changes.update(actors=(2, 2), actor_cpus=float(THREADS))

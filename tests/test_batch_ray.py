@@ -70,6 +70,10 @@ def cluster():
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Unix socket paths
     port = _free_port()
     path = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    # no token authentication on this private 127.0.0.1 cluster, whatever ~/.ray holds (a local
+    # ray.init() run before writes a token there, and nodes would then disagree about it)
+    saved_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # for this process, the driver
     env = {**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats"]
     head = [ray_cli, "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
@@ -77,9 +81,14 @@ def cluster():
     node = [ray_cli, "start", f"--address=127.0.0.1:{port}", *common]
     try:
         for command in (head, node):  # each returns once its node is up
-            subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, f"{' '.join(map(str, command))}:\n{done.stderr[-3000:]}"
         yield f"127.0.0.1:{port}"
     finally:
+        if saved_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_mode
         for pid in _cluster_pids(temp_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -137,6 +146,12 @@ def test_an_actor_killed_mid_job_loses_and_duplicates_nothing(
         collection, out, ray_options(cluster, shard_size=1), on_progress=kill_an_actor
     )
     assert killed and summary.manifest is not None and not ray.is_initialized()
+    ray.init(address=cluster, log_to_driver=False)
+    try:  # Ray restarted the killed actor and retried its task
+        restarted = [a for a in state.actors().values() if a["NumRestarts"] > 0]
+        assert restarted
+    finally:
+        ray.shutdown()
     shard_ids = [row["id"] for shard in out.glob("shards/*.jsonl") for row in by_id(shard).values()]
     assert sorted(shard_ids) == sorted({*shard_ids})  # no item written twice
     assert len(shard_ids) == len(SPEECH) + 1 + len(BAD)
