@@ -247,7 +247,7 @@ def test_manifest_languages_skip_language_id(collection, tmp_path):
     assert results["f"]["timings"]["lid_s"] == 0.0 and results["f"]["reference"] == "bonjour"
     assert results["r"]["language"] == "rus" and results["r"]["language_probability"] > 0.5
     errors = by_id(tmp_path / "out" / "errors.jsonl")
-    assert errors["e"]["error"] == "LanguageError"
+    assert (errors["e"]["error"], errors["e"]["stage"]) == ("LanguageError", "language")
     assert (summary.results, summary.errors) == (2, 1)
 
 

@@ -71,11 +71,13 @@ class Worker:
         rows: list[dict[str, Any]] = []
         sources: dict[int, Any] = {}
         for index, item in enumerate(items):
+            stage = "read"
             try:
                 source = open_audio(item["path"])
+                stage = "language"
                 language = self._language(item)
             except ITEM_ERRORS as exc:
-                rows.append(error_row(item, "read", exc))
+                rows.append(error_row(item, stage, exc))
                 continue
             sources[index] = source
             rows.append({**item, "duration": source.duration, "language": language,
