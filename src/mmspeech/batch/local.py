@@ -89,7 +89,14 @@ class LocalRunner:
 
     def _start_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+            # workers fork from a server process that imported torch and the API once (fast
+            # starts and restarts; no thread pools of this process are forked)
+            context: multiprocessing.context.BaseContext
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["mmspeech.api.asr", "mmspeech.batch.work"])
+            else:  # Windows
+                context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=context, initializer=_init, initargs=(self.spec,)
             )
