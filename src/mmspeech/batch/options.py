@@ -30,7 +30,7 @@ class BatchOptions:
     threads: int | None = None  # torch threads in all (split between workers); None: CPU count
     max_attempts: int = 3  # a shard whose worker dies this many times is recorded as errors
     ray: bool = False  # run on Ray Data (extra "ray") instead of local processes
-    ray_address: str | None = None  # cluster to join ("auto", "ray://host:10001"); None: local
+    ray_address: str | None = None  # "auto", "head:6379"; None: RAY_ADDRESS, else a local Ray
     actors: tuple[int, int] = (1, 2)  # Ray: autoscaling bounds of each actor pool (min, max)
     actor_cpus: float = 1.0  # Ray: CPUs reserved by each actor (also its torch threads)
     actor_gpus: float = 0.0  # Ray: GPUs reserved by each actor (fractions share a GPU)

@@ -22,7 +22,7 @@ EXAMPLES = """\
   mmspeech batch "archive/**/*.flac" -o out --language swh --formats jsonl,srt
   mmspeech batch manifest.csv -o out --workers 4      # 4 processes, each with its own model
   mmspeech batch manifest.jsonl -o out --ray          # Ray Data (RAY_ADDRESS or a local Ray)
-  mmspeech batch manifest.jsonl -o out --ray ray://head:10001 --actor-gpus 0.5 --actors 2,8
+  mmspeech batch manifest.jsonl -o out --ray head-node:6379 --actor-gpus 0.5 --actors 2,8
 the same command again resumes: items already in out/ are skipped (--force redoes them).
 """
 
