@@ -20,6 +20,7 @@ from typing import Any
 
 from mmspeech.cli.common import AUDIO_SUFFIXES
 from mmspeech.errors import ConfigError, MissingDependencyError
+from mmspeech.files import atomic_path
 
 MANIFEST_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
 COLUMNS = ("path", "id", "language", "text")  # what a manifest row may hold ("path" required)
@@ -159,10 +160,8 @@ def read_dataset(
             suffix = Path(given or "").suffix or ".wav"
             path = Path(audio_dir) / f"{_file_name(item_id)}{suffix}"
             if not path.is_file() or path.stat().st_size != len(data):  # once: mtime stays
-                path.parent.mkdir(parents=True, exist_ok=True)
-                temporary = path.with_name(f".{path.name}.tmp")
-                temporary.write_bytes(data)
-                os.replace(temporary, path)
+                with atomic_path(path) as temporary:
+                    temporary.write_bytes(data)
         else:
             path = Path(given or f"<row {number} has no audio>")
         items.append(_item(item_id, path, _optional(row, "language"), _optional(row, "text")))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.batch.collection import Item
+from mmspeech.files import atomic_path, atomic_write_text
 from mmspeech.results import Segment, Transcription, Word
 from mmspeech.writers import write_transcription
 
@@ -73,7 +74,7 @@ class ResultStore:
         """Write the rows of one unit of work atomically; returns the shard's path."""
         key = "\n".join(f"{r['id']}\0{r.get('size')}\0{r.get('mtime_ns')}" for r in rows)
         path = self.shards / f"shard-{hashlib.sha1(key.encode()).hexdigest()[:20]}.jsonl"
-        _atomic_write(path, "".join(_json_line(row) for row in rows))
+        atomic_write_text(path, "".join(_json_line(row) for row in rows))
         for row in rows:
             self._rows.setdefault(row["id"], []).append(row)
         return path
@@ -109,10 +110,10 @@ class ResultStore:
                 )
                 return None
             errors.append(failed[-1])
-        _atomic_write(self.root / ERRORS, "".join(_json_line(row) for row in errors))
+        atomic_write_text(self.root / ERRORS, "".join(_json_line(row) for row in errors))
         if parquet:
             write_parquet(results, self.root / PARQUET)
-        _atomic_write(self.root / RESULTS, "".join(_json_line(row) for row in results))
+        atomic_write_text(self.root / RESULTS, "".join(_json_line(row) for row in results))
         return len(results), len(errors)
 
 
@@ -125,27 +126,31 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> bool:
         logger.info("pyarrow is not installed: no %s", path.name)
         return False
     table = pa.Table.from_pylist(rows) if rows else pa.table({"id": pa.array([], pa.string())})
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        pq.write_table(table, temporary)
     return True
 
 
 def row_to_transcription(row: dict[str, Any]) -> Transcription:
-    """A result row back as the :class:`Transcription` it was made from."""
-    segments = [
-        Segment(
-            s["id"], s["start"], s["end"], s["text"], _words(s.get("words")), _words(s.get("chars"))
-        )
-        for s in row["segments"]
-    ]
+    """A result row back as the :class:`Transcription` it was made from (for the writers)."""
+    segments = [_segment(s) for s in row["segments"]]
     return Transcription(
-        row["text"], row["language"], row["language_probability"], row["duration"], segments
-    )
+        row["text"], row["language"], row["language_probability"], row["duration"], segments,
+        warnings=tuple(row.get("warnings", ())),
+    )  # fmt: skip
 
 
-def _words(dicts: list[dict[str, Any]] | None) -> tuple[Word, ...]:
-    return tuple(Word(**d) for d in dicts or ())
+def _segment(s: dict[str, Any]) -> Segment:
+    return Segment(
+        s["id"], s["start"], s["end"], s["text"],
+        _words(s.get("words"), "word"), _words(s.get("chars"), "char"),
+        s.get("avg_logprob"), s.get("no_speech_prob"), s.get("compression_ratio"),
+    )  # fmt: skip
+
+
+def _words(dicts: list[dict[str, Any]] | None, key: str) -> tuple[Word, ...]:
+    """Words (or characters) from their ``to_dict`` form, whose text is under ``key``."""
+    return tuple(Word(d["start"], d["end"], d[key], d["probability"]) for d in dicts or ())
 
 
 def safe_relative(item_id: str) -> str:
@@ -170,13 +175,3 @@ def _same_file(row: dict[str, Any], item: Item) -> bool:
 
 def _json_line(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False) + "\n"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, flush it to disk, rename it over."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

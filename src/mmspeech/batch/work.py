@@ -172,6 +172,7 @@ class Worker:
             "text": transcription.text,
             "reference": row.get("text"),
             "segments": [segment.to_dict() for segment in transcription.segments],
+            "warnings": list(transcription.warnings),
             "model": self.spec.model,
             "compute_type": compute,
             "timings": {"lid_s": round(row["lid_s"], 6), "asr_s": round(asr_s, 6)},

@@ -51,19 +51,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-word-timestamps", action="store_true",
                         help="segments without timed words")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="redo items already done")
-    parser.add_argument("--workers", type=_positive_int, default=_DEFAULTS.workers,
+    parser.add_argument("--workers", type=common.positive_int, default=_DEFAULTS.workers,
                         help="processes on this machine, each with its own model")  # fmt: skip
-    parser.add_argument("--threads", type=_positive_int,
-                        help="torch threads, split between workers (default: CPUs)")  # fmt: skip
-    parser.add_argument("--shard-size", type=_positive_int, default=_DEFAULTS.shard_size,
+    parser.add_argument("--shard-size", type=common.positive_int, default=_DEFAULTS.shard_size,
                         help="items per unit of work and results shard")  # fmt: skip
-    parser.add_argument("--batch-size", type=_positive_int, default=_TRANSCRIBE.batch_size,
+    parser.add_argument("--batch-size", type=common.positive_int, default=_TRANSCRIBE.batch_size,
                         help="inputs (or windows) per forward pass")  # fmt: skip
-    parser.add_argument("--window", type=float, default=_TRANSCRIBE.window_s,
+    parser.add_argument("--window", type=common.positive_float, default=_TRANSCRIBE.window_s,
                         help="seconds of audio per model window")  # fmt: skip
-    parser.add_argument("--context", type=float, default=_TRANSCRIBE.context_s,
+    parser.add_argument("--context", type=common.non_negative_float,
+                        default=_TRANSCRIBE.context_s,
                         help="seconds of context at window edges (decoded, dropped)")  # fmt: skip
-    parser.add_argument("--max-segment", type=float, default=_TRANSCRIBE.max_segment_s,
+    parser.add_argument("--max-segment", type=common.positive_float,
+                        default=_TRANSCRIBE.max_segment_s,
                         help="longest segment in seconds")  # fmt: skip
     parser.add_argument("--lid-model", default=_TRANSCRIBE.lid_model,
                         help="language-ID checkpoint for items without a language")  # fmt: skip
@@ -76,11 +76,11 @@ def register(subparsers: Any) -> None:
                      "a local Ray)")  # fmt: skip
     ray.add_argument("--actors", type=_actors, default=_DEFAULTS.actors, metavar="MIN,MAX",
                      help="autoscaling bounds of each actor pool (N: a fixed pool)")  # fmt: skip
-    ray.add_argument("--actor-cpus", type=float, default=_DEFAULTS.actor_cpus,
+    ray.add_argument("--actor-cpus", type=common.positive_float, default=_DEFAULTS.actor_cpus,
                      help="CPUs per actor (and its torch threads)")  # fmt: skip
-    ray.add_argument("--actor-gpus", type=float, default=_DEFAULTS.actor_gpus,
+    ray.add_argument("--actor-gpus", type=common.non_negative_float, default=_DEFAULTS.actor_gpus,
                      help="GPUs per actor (0.5: two actors share a GPU)")  # fmt: skip
-    parser.add_argument("--log-every", type=float, default=30.0,
+    parser.add_argument("--log-every", type=common.non_negative_float, default=30.0,
                         help="seconds between progress lines off a terminal")  # fmt: skip
     parser.set_defaults(run=run)
 
@@ -183,15 +183,8 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _actors(text: str) -> tuple[int, int]:
-    parts = [_positive_int(p) for p in text.split(",")]
+    parts = [common.positive_int(p) for p in text.split(",")]
     if len(parts) == 1:
         return parts[0], parts[0]
     if len(parts) != 2 or parts[0] > parts[1]:
