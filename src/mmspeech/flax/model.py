@@ -249,6 +249,8 @@ class FlaxSpeechEncoderDecoderModel:
     ) -> jax.Array:
         """Mean token cross-entropy of ``labels`` (B, T), -100 ignored; a pure function of
         ``params`` for ``jax.value_and_grad`` (decoder inputs are the labels shifted right)."""
+        labels = jnp.asarray(labels, jnp.int32)
+        inputs, attention_mask = jnp.asarray(inputs, jnp.float32), jnp.asarray(attention_mask)
         decoder_input_ids = shift_tokens_right(
             labels, self.config.pad_token_id, self.config.decoder_start_token_id
         )
