@@ -12,6 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mmspeech.errors import ConfigError
 
@@ -69,6 +70,13 @@ class Conv1D(nn.Module):
         )
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         return x @ weight + bias
+
+
+def as_jax(array: Any, dtype: Any) -> Array:
+    """A jax array of ``dtype`` from any array; one already on devices keeps its placement."""
+    if isinstance(array, jax.Array):
+        return array.astype(dtype)
+    return jnp.asarray(np.asarray(array), dtype=dtype)
 
 
 def split_heads(x: Array, heads: int) -> Array:

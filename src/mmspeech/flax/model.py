@@ -20,7 +20,7 @@ import numpy as np
 
 from mmspeech.errors import AudioError, ConfigError
 from mmspeech.flax.cache import DecoderCache
-from mmspeech.flax.layers import Array
+from mmspeech.flax.layers import Array, as_jax
 from mmspeech.flax.modules import (
     SpeechEncoderDecoderModule,
     cross_entropy,
@@ -32,6 +32,24 @@ from mmspeech.models.speech_encoder_decoder.config import SpeechEncoderDecoderCo
 logger = logging.getLogger(__name__)
 
 Params = dict[str, Any]
+
+
+def dummy_inputs(
+    config: SpeechEncoderDecoderConfig, input_shape: tuple[int, int] | None = None
+) -> tuple[Array, Array, Array]:
+    """Inputs that trace the module: (B, samples) audio, its mask, (B, 2) decoder ids."""
+    batch, samples = input_shape or (1, 2 * receptive_field(config.encoder))
+    return (
+        jnp.zeros((batch, samples), jnp.float32),
+        jnp.ones((batch, samples), jnp.int32),
+        jnp.zeros((batch, 2), jnp.int32),
+    )
+
+
+def variable_shapes(config: SpeechEncoderDecoderConfig) -> dict[str, Any]:
+    """The module's variables as shapes and dtypes, without computing them."""
+    module = SpeechEncoderDecoderModule(config)
+    return dict(jax.eval_shape(module.init, jax.random.key(0), *dummy_inputs(config)))
 
 
 class FlaxEncoded(NamedTuple):
@@ -79,24 +97,22 @@ class FlaxSpeechEncoderDecoderModel:
             variables = self._init_variables(jax.random.key(seed))
             params = variables["params"]
             batch_stats = variables.get("batch_stats", batch_stats)
-        self.params: Params = params
+        elif batch_stats is None and getattr(config.encoder, "conv_pos_batch_norm", False):
+            raise ConfigError(
+                "This encoder has a BatchNorm position conv: pass its statistics too, "
+                "FlaxSpeechEncoderDecoderModel(config, params, batch_stats=model.batch_stats)."
+            )
+        self.params: Params = jax.tree_util.tree_map(jnp.asarray, params)
         # BatchNorm running statistics (HuBERT's BatchNorm position conv); else empty
-        self.batch_stats: Params = batch_stats or {}
+        self.batch_stats: Params = jax.tree_util.tree_map(jnp.asarray, batch_stats or {})
 
     # -- construction
-
-    def _dummy_inputs(self, input_shape: tuple[int, int] | None) -> tuple[Array, ...]:
-        batch, samples = input_shape or (1, 2 * receptive_field(self.config.encoder))
-        return (
-            jnp.zeros((batch, samples), jnp.float32),
-            jnp.ones((batch, samples), jnp.int32),
-            jnp.zeros((batch, 2), jnp.int32),
-        )
 
     def _init_variables(
         self, rng: jax.Array, input_shape: tuple[int, int] | None = None
     ) -> dict[str, Any]:
-        return dict(jax.jit(self.module.init)(rng, *self._dummy_inputs(input_shape)))
+        inputs = dummy_inputs(self.config, input_shape)
+        return dict(jax.jit(self.module.init)(rng, *inputs))
 
     def init_weights(self, rng: jax.Array, input_shape: tuple[int, int] | None = None) -> Params:
         """Fresh random parameters (the ``params`` pytree) for this config.
@@ -106,10 +122,6 @@ class FlaxSpeechEncoderDecoderModel:
             input_shape: (batch, samples) of the dummy input used to trace the model.
         """
         return dict(self._init_variables(rng, input_shape)["params"])
-
-    def variable_shapes(self) -> dict[str, Any]:
-        """The variables' shapes and dtypes, without computing them."""
-        return dict(jax.eval_shape(self.module.init, jax.random.key(0), *self._dummy_inputs(None)))
 
     @classmethod
     def from_pretrained(
@@ -129,10 +141,8 @@ class FlaxSpeechEncoderDecoderModel:
         if unknown:
             raise TypeError(f"from_pretrained() got unexpected keyword arguments: {unknown}")
         config, state, files = read_combined(ref, kwargs)
-        model = cls.__new__(cls)
-        model._setup_empty(config)
-        variables = load_combined_state(state, model.variable_shapes(), str(files.ref))
-        model._set_variables(variables)
+        variables = load_combined_state(state, variable_shapes(config), str(files.ref))
+        model = cls(config, variables["params"], batch_stats=variables.get("batch_stats"))
         model.generation_config = files.read_json("generation_config.json")
         return model
 
@@ -176,13 +186,6 @@ class FlaxSpeechEncoderDecoderModel:
             )
         return model
 
-    def _setup_empty(self, config: SpeechEncoderDecoderConfig) -> None:
-        self.config = config
-        self.module = SpeechEncoderDecoderModule(config)
-        self.newly_initialized_keys = []
-        self.generation_config = None
-        self._compiled = {}
-
     def _set_variables(self, variables: dict[str, Any]) -> None:
         self.params = jax.tree_util.tree_map(jnp.asarray, variables["params"])
         self.batch_stats = jax.tree_util.tree_map(jnp.asarray, variables.get("batch_stats", {}))
@@ -213,8 +216,11 @@ class FlaxSpeechEncoderDecoderModel:
     def prepare_inputs(
         self, inputs: Any, attention_mask: Any | None
     ) -> tuple[jax.Array, jax.Array]:
-        """(B, samples) float32 waveforms and int32 mask from arrays (numpy, jax, torch)."""
-        values = jnp.asarray(np.asarray(inputs), dtype=jnp.float32)
+        """(B, samples) float32 waveforms and int32 mask from arrays (numpy, jax, torch).
+
+        jax arrays stay where they are (sharded across devices, the computation follows them).
+        """
+        values = as_jax(inputs, jnp.float32)
         if values.ndim == 1:
             values = values[None]
         if values.ndim != 2:
@@ -228,7 +234,7 @@ class FlaxSpeechEncoderDecoderModel:
         if attention_mask is None:
             mask = jnp.ones(values.shape, jnp.int32)
         else:
-            mask = jnp.asarray(np.asarray(attention_mask), dtype=jnp.int32).reshape(values.shape)
+            mask = as_jax(attention_mask, jnp.int32).reshape(values.shape)
         return values, mask
 
     def _rngs(self, train: bool, dropout_rng: jax.Array | None) -> dict[str, jax.Array]:
