@@ -6,6 +6,16 @@ configs, key tables and generation options; parameters are a pytree named as the
 
 from __future__ import annotations
 
+try:
+    import flax.linen  # noqa: F401
+    import jax  # noqa: F401
+except ImportError as exc:  # the optional dependency, imported at the edge
+    from mmspeech.errors import MissingDependencyError
+
+    raise MissingDependencyError(
+        f"mmspeech.flax needs jax and flax ({exc}); install them with pip install 'mmspeech[jax]'."
+    ) from exc
+
 from mmspeech.flax.cache import DecoderCache, LayerCache
 from mmspeech.flax.model import FlaxEncoded, FlaxSeq2SeqOutput, FlaxSpeechEncoderDecoderModel
 from mmspeech.flax.modules import SpeechEncoderDecoderModule, empty_decoder_cache
