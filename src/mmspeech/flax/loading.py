@@ -25,6 +25,7 @@ from mmspeech.flax.weights import (
     State,
     flatten,
     fold_weight_norms,
+    from_state,
     read_state,
     to_state,
     unfold_weight_norm,
@@ -84,8 +85,6 @@ def read_combined(
 
 def load_combined_state(state: State, template: Mapping[str, Any], source: str) -> dict[str, Any]:
     """Variables for a combined checkpoint's ``state`` (strict, as the PyTorch loader)."""
-    from mmspeech.flax.weights import from_state
-
     expected = set(flatten(template))
     dropped = _drop(state, expected, COMBINED.droppable)
     if dropped:
@@ -183,8 +182,6 @@ def fill_joined(
 
     Returns the variables and the checkpoint names of the weights created fresh.
     """
-    from mmspeech.flax.weights import from_state
-
     expected = set(flatten(fresh))
     layout = DECODER_LAYOUTS[family]
     decoder_state = {k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.")}
