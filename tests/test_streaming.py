@@ -231,3 +231,25 @@ def test_bad_input_and_settings_are_clear_errors(asr):
     assert stream.finish() == [] and stream.finish() == []
     with pytest.raises(ConfigError, match="finished"):
         stream.feed(np.zeros(10, dtype=np.float32))
+
+
+def test_a_silent_start_is_skipped_before_language_id_and_holds_no_audio(asr):
+    options = TranscribeOptions(lid_model=str(demo_checkpoint("lid")))
+    german = espeak("guten morgen wie geht es dir heute", "de")
+    audio = np.concatenate([np.zeros(8 * 16_000, dtype=np.float32), german])
+    asr.set_language("eng")
+    stream = asr.stream(None, options, language_after_s=1.5, left_context_s=2.0)
+    events, most = [], 0
+    for i in range(0, len(audio), 4000):
+        events += stream.feed(audio[i : i + 4000])
+        most = max(most, stream.buffered_samples)
+    events += stream.finish()
+    assert isinstance(events[0], LanguageDecided) and events[0].code == "deu"
+    assert most <= (2.0 + 0.5 + 1.5) * 16_000 + 4000  # context + a step + what LID waits for
+    segments = finals(events)
+    assert segments and segments[0].start >= 8.0  # times count the skipped silence
+    offline = asr.transcribe(audio, "deu").segments  # (the demo model hears an "f" at 0.02 s)
+    assert segments[0].start == pytest.approx(offline[-1].start, abs=0.1)
+    silent = asr.stream(None, options)
+    assert silent.feed(np.zeros(5 * 16_000, dtype=np.float32)) == []
+    assert silent.finish() == [] and silent.language == "deu"  # nothing decided: unchanged

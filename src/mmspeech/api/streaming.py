@@ -45,13 +45,17 @@ class StreamOptions:
     left_context_s: float = 4.0  # audio before the step fed to the model, its frames dropped
     lookahead_s: float = 0.5  # audio after the step fed to the model (adds this much latency)
     language_after_s: float = 2.0  # no language given: audio listened to before language ID
+    # no language given: steps this quiet (RMS, full scale 1.0) before the first louder one are
+    # skipped, so that language ID hears speech and a silent start holds no audio
+    silence_rms: float = 0.003
 
     def __post_init__(self) -> None:
         for name in ("step_s", "lookahead_s", "language_after_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}.")
-        if self.left_context_s < 0:
-            raise ConfigError(f"left_context_s must be >= 0, got {self.left_context_s!r}.")
+        for name in ("left_context_s", "silence_rms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ class StreamingTranscriber:
         self._append(self._input(audio))
         events: list[Event] = []
         if self._deciding:
-            if self._received < self.settings.language_after_s * SAMPLE_RATE:
+            self._skip_silence()
+            if self._received - self._done < self.settings.language_after_s * SAMPLE_RATE:
                 return events
             events.append(self._decide())
         self._run(last=False)
@@ -198,6 +203,9 @@ class StreamingTranscriber:
         if self._received == 0:
             return events
         if self._deciding:
+            self._skip_silence()
+            if _rms(self._read(self._done, self._received)) < self.settings.silence_rms:
+                return events  # nothing but silence: no language, no text
             events.append(self._decide())
         self._run(last=True)
         events.extend(self._cut(final=True))
@@ -217,9 +225,21 @@ class StreamingTranscriber:
     def _read(self, start: int, end: int) -> np.ndarray:
         return self._samples[start - self._first : end - self._first]
 
+    def _skip_silence(self) -> None:
+        """Before the language is known: pass over whole quiet steps (their frames would be
+        blank) so that the audio held starts with the first sound."""
+        done = self._done
+        while self._received >= done + self._step and (
+            _rms(self._read(done, done + self._step)) < self.settings.silence_rms
+        ):
+            done += self._step
+        if done != self._done:
+            self._done, self._base = done, done / SAMPLE_RATE
+            self._trim()
+
     def _decide(self) -> LanguageDecided:
-        """Language ID on the audio held so far (the first ``language_after_s``)."""
-        clip = self._read(0, self._received)
+        """Language ID on the audio held since the first sound (``language_after_s`` of it)."""
+        clip = self._read(self._done, self._received)
         scores = self.asr.detect_language(clip, self.options)
         self.language = self.asr.set_language(scores.language)
         self._deciding = False
@@ -245,7 +265,11 @@ class StreamingTranscriber:
                 kept = keep_frames(log_probs, window, self._frame)
                 self._frames = kept if self._frames is None else torch.cat([self._frames, kept])
         self._done = done
-        first = max(0, done - self._left)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the samples no later window needs (those before its left context)."""
+        first = max(0, self._done - self._left)
         if first > self._first:
             self._samples = self._samples[first - self._first :].copy()
             self._first = first
@@ -294,6 +318,10 @@ class StreamingTranscriber:
             events.append(Partial(text, open_piece.words[0].start))  # type: ignore[union-attr]
         self._partial = text
         return events
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
 
 
 class _InputDecoder:
