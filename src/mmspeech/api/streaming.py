@@ -17,13 +17,14 @@ not been run yet, and the frames kept are those of the open segment (cut at ``ma
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from mmspeech.api.longform import Piece, batched, cut_segments
+from mmspeech.api.longform import SCORE_PAD_S, Piece, batched
 from mmspeech.api.options import SAMPLE_RATE, TranscribeOptions
 from mmspeech.ctc.windows import Window, keep_frames
 from mmspeech.errors import AudioError, ConfigError
@@ -154,6 +155,9 @@ class StreamingTranscriber:
         self._base = 0.0  # seconds where _frames start
         self._partial = ""
         self._next_id = 0
+        tokenizer = asr.tokenizer  # silent frames: those the long-form rules call silent
+        silence = {tokenizer.pad_token_id, tokenizer.word_delimiter_token_id} - {None}
+        self._silence_ids = torch.tensor(sorted(int(i) for i in silence), dtype=torch.long)
         self._finished = False
 
     # -- public ----------------------------------------------------------------------------------
@@ -277,40 +281,36 @@ class StreamingTranscriber:
     # -- segments --------------------------------------------------------------------------------
 
     def _cut(self, final: bool) -> list[Event]:
-        """Close the segments the long-form rules (or a trailing pause) close; report the rest."""
+        """Close the segments the long-form rules close; report the words of the open one.
+
+        The frames held are cut as offline cuts them at the end of the audio; every segment but
+        the last is then one offline cuts the same way whatever follows, and so is the last when
+        ``min_silence_s`` of silent frames follow it (offline ends a segment at the start of
+        such a pause, however long it goes on).
+        """
         if self._frames is None:
             return []
         seconds = self.asr.seconds_per_frame
-        pieces = list(
-            cut_segments(
-                [self._frames], self.asr._words, offset_s=self._base, seconds_per_frame=seconds,
-                min_silence_s=self.options.min_silence_s,
-                max_segment_s=self.options.max_segment_s,
-            )
-        )  # fmt: skip
+        pieces = list(self.asr._pieces([self._frames], self._base, self.options))
         total = len(self._frames)
 
         def end_frame(piece: Piece) -> int:
             return round((piece.offset_s - self._base) / seconds) + len(piece.log_probs)
 
-        closed = [piece for piece in pieces if final or end_frame(piece) < total]
-        open_piece = None if final or not pieces or end_frame(pieces[-1]) < total else pieces[-1]
-        if open_piece is not None:
-            silence = self._base + total * seconds - open_piece.words[-1].end
-            if silence >= self.options.min_silence_s:  # a pause after the last word closes it
-                cut = round((open_piece.words[-1].end + self.options.min_silence_s / 2
-                             - open_piece.offset_s) / seconds)  # fmt: skip
-                log_probs = open_piece.log_probs[:cut]
-                words = self.asr._words(log_probs, open_piece.offset_s)
-                closed.append(Piece(words, log_probs, open_piece.offset_s))
-                open_piece = None
-        used = end_frame(closed[-1]) if closed else 0
-        if open_piece is None:  # what is left holds no word: nothing to wait for
-            used = total
+        open_piece = None
+        if pieces and not final:
+            min_run = max(1, math.ceil(round(self.options.min_silence_s / seconds, 6)))
+            tail = self._frames[end_frame(pieces[-1]) :].argmax(dim=-1)
+            silent = torch.isin(tail, self._silence_ids)
+            if len(tail) < min_run or not bool(silent.all()):
+                open_piece = pieces.pop()
         events: list[Event] = []
-        for segment in self.asr._to_segments(closed, self.word_timestamps, self.options):
+        for segment in self.asr._to_segments(pieces, self.word_timestamps, self.options):
             events.append(Final(replace(segment, id=self._next_id)))
             self._next_id += 1
+        used = end_frame(pieces[-1]) if pieces else 0
+        if open_piece is None:  # only silence after the last segment: keep what scores the next
+            used = max(used, total - round(SCORE_PAD_S / seconds))
         self._frames = self._frames[used:] if used < total else None
         self._base += used * seconds
         text = " ".join(word.text for word in open_piece.words) if open_piece else ""
