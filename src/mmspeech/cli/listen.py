@@ -47,8 +47,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-l", "--language", "--lang", help="fra, fr or French (default: detect)")
     common.add_model_options(parser, DEFAULT_ASR_MODEL)
     parser.add_argument("--input-device", help="microphone name or index (default: the system's)")
-    parser.add_argument("--word-timestamps", action="store_true", help=argparse.SUPPRESS)
-    add_stream_options(parser)
+    add_stream_options(parser, stdin=False)
     parser.set_defaults(run=run_listen)
 
 
@@ -102,8 +101,16 @@ def _show(events: list[Any], terminal: bool) -> None:
             print(f"language: {event.code} (p={event.probability:.2f})", file=sys.stderr)
 
 
-def add_stream_options(parser: argparse.ArgumentParser) -> None:
-    """``--format --rate --channels`` (standard input) and the chunking flags."""
+def add_stream_options(parser: argparse.ArgumentParser, stdin: bool = True) -> None:
+    """The chunking flags, and ``--format --rate --channels`` of standard input."""
+    parser.add_argument("--step", type=float, default=_STREAM.step_s,
+                        help="live: seconds of new audio per model run")  # fmt: skip
+    parser.add_argument("--left-context", type=float, default=_STREAM.left_context_s,
+                        help="live: seconds of audio before each step fed as context")  # fmt: skip
+    parser.add_argument("--lookahead", type=float, default=_STREAM.lookahead_s,
+                        help="live: seconds of audio after each step (adds latency)")  # fmt: skip
+    if not stdin:
+        return
     parser.add_argument("--format", dest="stdin_format", default="wav",
                         choices=["wav", *RAW_FORMATS],
                         help="audio on standard input (with the input -): a WAV stream, or raw "
@@ -112,12 +119,6 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
                         help="sample rate of raw PCM on standard input")  # fmt: skip
     parser.add_argument("--channels", type=int, default=1,
                         help="interleaved channels of raw PCM (averaged)")  # fmt: skip
-    parser.add_argument("--step", type=float, default=_STREAM.step_s,
-                        help="live: seconds of new audio per model run")  # fmt: skip
-    parser.add_argument("--left-context", type=float, default=_STREAM.left_context_s,
-                        help="live: seconds of audio before each step fed as context")  # fmt: skip
-    parser.add_argument("--lookahead", type=float, default=_STREAM.lookahead_s,
-                        help="live: seconds of audio after each step (adds latency)")  # fmt: skip
 
 
 def stream_options(args: argparse.Namespace) -> StreamOptions:
