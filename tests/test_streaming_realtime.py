@@ -87,6 +87,8 @@ def test_the_api_key_and_bad_events(client):
         assert json.loads(ws.receive_text())["type"] == "session.created"
         ws.send_text(json.dumps({"type": "input_audio_buffer.append", "audio": "@@"}))
         assert json.loads(ws.receive_text())["error"]["code"] == "invalid_audio"
+        ws.send_bytes(b"\x00\x01")
+        assert json.loads(ws.receive_text())["error"]["code"] == "invalid_event"
         ws.send_text(json.dumps({"type": "response.create"}))
         assert json.loads(ws.receive_text())["error"]["code"] == "unknown_event"
         ws.send_text(json.dumps({"type": "transcription_session.update",

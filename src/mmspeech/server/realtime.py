@@ -105,9 +105,13 @@ class Session:
         await self.send(f"{self.prefix}.created", session=self.description())
         try:
             while True:
-                message = await self.websocket.receive_text()
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
                 try:
-                    await self.handle(message)
+                    if message.get("text") is None:
+                        raise APIError(400, "Send events as JSON text frames.", "invalid_event")
+                    await self.handle(message["text"])
                 except APIError as error:
                     await self.error(error.message, error.code or "invalid_request_error")
                 except MmspeechError as exc:  # bad audio, a model that cannot load
