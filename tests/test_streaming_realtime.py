@@ -114,4 +114,6 @@ def test_live_sessions_are_limited_and_freed_when_a_client_leaves():
         with test_client.websocket_connect("/v1/realtime") as again:  # the first one left
             assert json.loads(again.receive_text())["type"] == "session.created"
         metrics = test_client.get("/metrics").text
-        assert 'mmspeech_realtime_sessions_total{status="refused"} 1' in metrics
+        assert 'mmspeech_rejected_total{reason="realtime_sessions"} 1.0' in metrics
+        opened = 'endpoint="/v1/realtime",method="GET",status="101"} 2.0'
+        assert any(line.endswith(opened) for line in metrics.splitlines())

@@ -63,10 +63,12 @@ async def realtime(websocket: WebSocket) -> None:
             "too_many_sessions",
         )
         await websocket.close(code=1013)
-        state.metrics.count("mmspeech_realtime_sessions_total", {"status": "refused"})
+        state.metrics.count("mmspeech_rejected_total", {"reason": "realtime_sessions"})
         return
     websocket.app.state.realtime_sessions = open_sessions + 1
-    state.metrics.count("mmspeech_realtime_sessions_total", {"status": "opened"})
+    state.metrics.count(  # a session counts as one request to its endpoint (101: upgraded)
+        "mmspeech_requests_total", {"endpoint": "/v1/realtime", "method": "GET", "status": "101"}
+    )
     try:
         await Session(websocket, state).run()
     finally:
