@@ -29,6 +29,7 @@ from mmspeech.results import LanguageScores, Segment, Transcription, Word, compr
 
 if TYPE_CHECKING:
     from mmspeech.api.lid import LIDModel
+    from mmspeech.api.streaming import StreamingTranscriber
     from mmspeech.models.wav2vec2 import Wav2Vec2ForCTC
     from mmspeech.processing.processor import Wav2Vec2Processor
 
@@ -418,6 +419,23 @@ class ASRModel:
                 self._lm = LMDecoder(labels, options.lm_path, alpha, beta, beam, lexicon=lexicon)
             self._lm_key = key
         return self._lm
+
+    def stream(
+        self,
+        language: str | None = None,
+        options: TranscribeOptions | None = None,
+        word_timestamps: bool = False,
+        **settings: Any,
+    ) -> StreamingTranscriber:
+        """Live transcription: feed audio as it arrives, get partial and final text back.
+
+        ``settings``: ``step_s``, ``left_context_s``, ``lookahead_s``, ``language_after_s``,
+        ``stream_options``, ``sample_rate``, ``encoding`` (see
+        :class:`mmspeech.api.streaming.StreamingTranscriber`).
+        """
+        from mmspeech.api.streaming import StreamingTranscriber
+
+        return StreamingTranscriber(self, language, options, word_timestamps, **settings)
 
 
 def _lid_to_asr(lid_languages: Sequence[str], asr_languages: Sequence[str]) -> dict[str, str]:

@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "languages",
     "convert",
     "batch",
+    "listen",
 )
 PLUGINS = ("mmspeech.training.cli", "mmspeech.server.cli")
 DESCRIPTION = """\

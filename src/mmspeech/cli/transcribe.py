@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.api.options import DEFAULT_ASR_MODEL, TranscribeOptions
-from mmspeech.cli import common
+from mmspeech.cli import common, listen
 from mmspeech.errors import ConfigError
 from mmspeech.results import Transcription
 from mmspeech.writers import FORMATS, SubtitleOptions, format_transcription
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
         "restricted to the checkpoint's adapter languages.",
         examples=EXAMPLES,
     )
-    parser.add_argument("inputs", nargs="+", help="audio files or directories")
+    parser.add_argument("inputs", nargs="+", help="audio files or directories; - reads stdin")
     parser.add_argument("-l", "--language", "--lang", help="fra, fr or French (default: detect)")
     common.add_model_options(parser, DEFAULT_ASR_MODEL)
     add_output_options(parser)
@@ -71,6 +71,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--lm-alpha", type=float, default=_DEFAULTS.lm_alpha, help="LM weight")
     parser.add_argument("--lm-beta", type=float, default=_DEFAULTS.lm_beta,
                         help="word-insertion bonus")  # fmt: skip
+    listen.add_stream_options(parser)  # live transcription of the input - (standard input)
     parser.set_defaults(run=run)
 
 
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         common.error(str(exc))
         return 2
+    if "-" in args.inputs:  # live: finals printed as they are decided
+        return listen.transcribe_stdin(args, options)
     files, missing = common.expand_inputs(args.inputs)
     if not check_output_args(args, files):
         return 2

@@ -36,6 +36,7 @@ from mmspeech.server.errors import (
 )
 from mmspeech.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mmspeech.server.metrics import Metrics, Samples
+from mmspeech.server.realtime import router as realtime_router
 from mmspeech.server.registry import ALIASES, Loader, ModelRegistry
 from mmspeech.server.routes import router
 from mmspeech.server.scheduler import Scheduler
@@ -147,6 +148,7 @@ def create_app(settings: ServerSettings, loaders: Mapping[str, Loader] | None = 
         on_cancel=lambda: metrics.count("mmspeech_rejected_total", {"reason": "client_gone"}),
     )
     app.include_router(router)
+    app.include_router(realtime_router)  # the WebSocket: checks the API key itself
     _add_service_routes(app, state)
     state.routes = _flat_routes(app)
     state.body_paths = BodyPaths.of(state.routes)
