@@ -121,6 +121,12 @@ def local_only(options: LoadOptions) -> LoadOptions:
     )
 
 
+def split_hub(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The hub settings among ``kwargs`` (keywords of ``resolve``) and the other keywords."""
+    hub = {key: kwargs[key] for key in HUB_FIELDS if key in kwargs}
+    return hub, {key: value for key, value in kwargs.items() if key not in hub}
+
+
 def split_load_kwargs(
     kwargs: dict[str, Any], options: LoadOptions | None = None
 ) -> tuple[LoadOptions, dict[str, Any]]:

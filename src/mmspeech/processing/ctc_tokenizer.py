@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from mmspeech.checkpoints import resolve
+from mmspeech.checkpoints.options import split_hub
 from mmspeech.ctc.decode import runs, split_words
 from mmspeech.errors import CheckpointError, ConfigError, LanguageError
 from mmspeech.processing.batch import BatchFeature
@@ -488,16 +489,15 @@ class Wav2Vec2CTCTokenizer:
         cls,
         ref: str | os.PathLike[str],
         target_lang: str | None = None,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        **overrides: Any,  # replace settings of tokenizer_config.json (e.g. do_lower_case)
+        **kwargs: Any,
     ) -> Wav2Vec2CTCTokenizer:
-        """Load from a checkpoint directory or hub id (vocab.json + tokenizer_config.json)."""
-        files = resolve(ref, revision=revision, cache_dir=cache_dir, token=token,
-                        local_files_only=local_files_only)  # fmt: skip
+        """Load from a checkpoint directory or hub id (vocab.json + tokenizer_config.json).
+
+        ``kwargs``: hub settings (``revision``, ``cache_dir``, ``token``, ``local_files_only``)
+        and settings that replace ``tokenizer_config.json``'s (e.g. ``do_lower_case``).
+        """
+        hub, overrides = split_hub(kwargs)
+        files = resolve(ref, **hub)
         vocab = files.require(VOCAB_FILE, "the CTC vocabulary")
         if target_lang is not None:
             overrides["target_lang"] = target_lang

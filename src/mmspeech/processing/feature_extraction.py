@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mmspeech.checkpoints import resolve
+from mmspeech.checkpoints.options import split_hub
 from mmspeech.errors import AudioError, CheckpointError, ConfigError
 from mmspeech.processing.batch import BatchFeature
 
@@ -209,14 +210,12 @@ class Wav2Vec2FeatureExtractor:
     def from_pretrained(
         cls,
         ref: str | os.PathLike[str],
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        **overrides: Any,
+        **kwargs: Any,
     ) -> Wav2Vec2FeatureExtractor:
         """Load the settings of a checkpoint directory or hub id.
+
+        ``kwargs``: hub settings (``revision``, ``cache_dir``, ``token``, ``local_files_only``)
+        and feature-extractor settings that replace the file's.
 
         Like the reference, a ``processor_config.json`` holding a ``"feature_extractor"`` section
         wins; otherwise ``preprocessor_config.json`` is read.
@@ -225,13 +224,8 @@ class Wav2Vec2FeatureExtractor:
             CheckpointNotFoundError: the checkpoint has neither file.
             CheckpointError: the file is not valid JSON or its settings are invalid.
         """
-        files = resolve(
-            ref,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            local_files_only=local_files_only,
-        )
+        hub, overrides = split_hub(kwargs)  # hub settings (LoadOptions fields), then settings
+        files = resolve(ref, **hub)
         processor = files.read_json(PROCESSOR_CONFIG) or {}
         settings = next((processor[key] for key in _NESTED_KEYS if key in processor), None)
         if settings is None:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mmspeech.checkpoints.options import split_hub
 from mmspeech.checkpoints.resolve import resolve
 from mmspeech.errors import ConfigError
 from mmspeech.processing.batch import BatchFeature
@@ -27,9 +28,7 @@ def load_tokenizer(
     do (``tokenizer.json``, ``vocab.txt``, ``merges.txt``, ``sentencepiece.bpe.model`` mean a text
     tokenizer). ``kwargs``: hub settings, and settings for a text tokenizer (``src_lang`` …).
     """
-    hub = {
-        k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs
-    }
+    hub, _ = split_hub(kwargs)
     files = resolve(ref, **hub)
     settings = files.read_json("tokenizer_config.json") or {}
     named = str(settings.get("tokenizer_class") or "")

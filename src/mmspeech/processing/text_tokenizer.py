@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
+from mmspeech.checkpoints.options import split_hub
 from mmspeech.checkpoints.resolve import ModelFiles, resolve
 from mmspeech.errors import ConfigError, MissingDependencyError
 from mmspeech.processing.batch import BatchFeature
@@ -183,13 +184,9 @@ class TextTokenizer:
             **kwargs: ``revision``/``cache_dir``/``token``/``local_files_only``, and settings
                 that override ``tokenizer_config.json`` (``src_lang``, ``tgt_lang``, …).
         """
-        hub = {
-            k: kwargs.pop(k)
-            for k in ("revision", "cache_dir", "token", "local_files_only")
-            if k in kwargs
-        }
+        hub, overrides = split_hub(kwargs)
         files = resolve(ref, **hub)
-        settings = {**(files.read_json("tokenizer_config.json") or {}), **kwargs}
+        settings = {**(files.read_json("tokenizer_config.json") or {}), **overrides}
         mapped = files.read_json("special_tokens_map.json") or {}
         return cls._build(files, settings, mapped)
 

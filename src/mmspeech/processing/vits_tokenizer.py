@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mmspeech.checkpoints import resolve
+from mmspeech.checkpoints.options import split_hub
 from mmspeech.errors import CheckpointError, ConfigError, EmptyTextError, MissingDependencyError
 from mmspeech.processing.batch import BatchFeature
 
@@ -340,35 +341,34 @@ class VitsTokenizer:
     def from_pretrained(
         cls,
         ref: str | os.PathLike[str],
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        **overrides: Any,  # replace settings of tokenizer_config.json (e.g. normalize=False)
+        **kwargs: Any,
     ) -> VitsTokenizer:
-        """Load from a checkpoint directory or hub id."""
-        files = resolve(ref, revision=revision, cache_dir=cache_dir, token=token,
-                        local_files_only=local_files_only)  # fmt: skip
+        """Load from a checkpoint directory or hub id.
+
+        ``kwargs``: hub settings (``revision``, ``cache_dir``, ``token``, ``local_files_only``)
+        and settings that replace ``tokenizer_config.json``'s (e.g. ``normalize=False``).
+        """
+        hub, overrides = split_hub(kwargs)
+        files = resolve(ref, **hub)
         vocab = files.require(VOCAB_FILE, "the VITS character vocabulary")
         settings = {**(files.read_json(TOKENIZER_CONFIG) or {}), **overrides}
-        kwargs: dict[str, Any] = {}
+        init: dict[str, Any] = {}
         for name in ("language", "add_blank", "normalize", "phonemize", "is_uroman"):
             if name in settings:
-                kwargs[name] = settings[name]
+                init[name] = settings[name]
         for name in ("pad_token", "unk_token"):
             value = settings.get(name)
             if isinstance(value, dict):
                 value = value.get("content")
             if isinstance(value, str):
-                kwargs[name] = value
+                init[name] = value
         added: dict[int, str | Mapping[str, Any]] = {}
         legacy = files.read_json("added_tokens.json") or {}  # older repositories: {token: id}
         added.update({int(i): str(t) for t, i in legacy.items()})
         for i, t in (settings.get("added_tokens_decoder") or {}).items():
             added[int(i)] = t if isinstance(t, Mapping) else str(t)
-        kwargs["added_tokens"] = added
-        return cls(vocab, **kwargs)
+        init["added_tokens"] = added
+        return cls(vocab, **init)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> list[Path]:
         """Write ``vocab.json`` and ``tokenizer_config.json`` in the reference's layout."""
