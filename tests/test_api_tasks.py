@@ -179,14 +179,17 @@ def test_lm_decoding(mms_dir, tmp_path):
     spelt = asr.transcribe(
         audio, "eng", options=TranscribeOptions(lm_path=str(arpa), lm_lexicon=str(lexicon))
     )
-    assert asr._lm is not None and asr._lm.prefixes == {"", "t", "th", "the"}
+    spelt_options = TranscribeOptions(lm_path=str(arpa), lm_lexicon=str(lexicon))
+    assert asr.lm_decoder(spelt_options).prefixes == {"", "t", "th", "the"}
     assert [s.start for s in spelt.segments] == [s.start for s in plain.segments]
     missing = TranscribeOptions(lm_path=str(arpa), lm_lexicon=str(tmp_path / "missing.txt"))
     with pytest.raises(ConfigError, match=r"Cannot read the LM lexicon .*missing\.txt"):
         asr.transcribe(audio, "eng", options=missing)
     # a lexicon without a model file: transcripts use only its words
     closed = asr.transcribe(audio, "eng", options=TranscribeOptions(lm_lexicon=str(lexicon)))
-    assert asr._lm.prefixes == {"", "t", "th", "the"}
+    assert asr.lm_decoder(TranscribeOptions(lm_lexicon=str(lexicon))).prefixes == {
+        "", "t", "th", "the"
+    }  # fmt: skip
     assert closed.segments and set(closed.text.split()) == {"the"}
     assert set(plain.text.split()) != {"the"}  # the tiny random model alone says other things
     empty = tmp_path / "empty.txt"

@@ -298,7 +298,7 @@ class ASRModel:
     def _to_segments(
         self, pieces: Any, word_timestamps: bool, options: TranscribeOptions
     ) -> Iterator[Segment]:
-        decoder = self._lm_decoder(options)
+        decoder = self.lm_decoder(options)
         index = 0
         for piece in pieces:
             piece_: Piece = piece
@@ -383,7 +383,9 @@ class ASRModel:
             offset_s,
         )
 
-    def _lm_decoder(self, options: TranscribeOptions) -> Any:
+    def lm_decoder(self, options: TranscribeOptions) -> Any:
+        """The LM decoder (``mmspeech.ctc.lm.LMDecoder``) these options decode with, built once
+        per LM file, lexicon, weights and language; None without ``lm_path``/``lm_lexicon``."""
         if options.lm_path is None and options.lm_lexicon is None:
             return None
         key = (
