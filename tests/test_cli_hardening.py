@@ -52,6 +52,7 @@ def run(capsys, *args: object) -> tuple[int, str, str]:
         (["speak", "hi", "--speaking-rate", "0"], "--speaking-rate"),
         (["translate", "x.wav", "--num-beams", "0"], "--num-beams"),
         (["transcribe", "x.wav", "--threads", "0"], "--threads"),
+        (["align", "x.wav", "-l", "eng", "-t", "x", "--batch-size", "0"], "--batch-size"),
         (["train-ctc", "--from", "e", "--out", "o", "--train", "t", "--steps", "0"], "--steps"),
         (["train-lid", "--from", "e", "--out", "o", "--train", "t", "--lr", "-1"], "--lr"),
         (["train-adapter", "c", "--lang", "x", "--train", "t", "--eval-fraction", "1"],
@@ -179,3 +180,28 @@ def test_package_namespace_holds_only_public_names():
     assert not {"Any", "TYPE_CHECKING", "importlib", "annotations"} & set(names)
     assert {"transcribe", "pipeline", "Wav2Vec2ForCTC", "__version__"} <= set(names)
     assert all(not name.startswith("_") for name in mmspeech.__all__)
+
+
+def test_languages_offline_falls_back_to_the_demo_and_knows_its_short_names(
+    capsys, monkeypatch, tmp_path
+):
+    from huggingface_hub import constants as hub_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    code, out, err = run(capsys, "languages")
+    assert code == 0 and "fra\tFrench" in out and "mmspeech-demo" in err
+    code, out, _ = run(capsys, "languages", "--model", "demo-lid", "--json")
+    assert code == 0 and {row["code"] for row in json.loads(out)} >= {"eng", "rus"}
+    code, _, err = run(capsys, "languages", "--model", "someone/missing-model")
+    assert code == 1 and err.count("\n") == 1  # not a fallback: one line saying why
+
+
+def test_align_takes_a_batch_size(capsys, tmp_path):
+    audio = tmp_path / "hello.wav"
+    sf.write(audio, espeak("hello world", "en"), 16000)
+    code, out, err = run(capsys, "align", audio, "-l", "eng", "-t", "hello world", "--model",
+                         "demo", "--batch-size", "2")  # fmt: skip
+    assert code == 0, err
+    assert [w["word"] for w in json.loads(out)["words"]] == ["hello", "world"]

@@ -73,7 +73,9 @@ def align_words(
         owners.extend([index] * len(form))
 
     source = open_audio(audio)
-    emission_options = TranscribeOptions(window_s=options.window_s, context_s=options.context_s)
+    emission_options = TranscribeOptions(
+        window_s=options.window_s, context_s=options.context_s, batch_size=options.batch_size
+    )
     log_probs = torch.cat(list(asr.emissions(source, options=emission_options)))
     try:
         spans = forced_align(

@@ -81,6 +81,7 @@ class AlignOptions:
 
     window_s: float = 30.0  # emissions are computed window by window (long audio)
     context_s: float = 5.0  # context dropped at window edges
+    batch_size: int = 4  # windows run through the model together
     romanize: bool = True  # romanise with uroman when the text has characters the model lacks
     # the transcript may cover only part of the audio: a <star> token takes the rest (MMS recipe)
     wildcard: bool = False
@@ -88,7 +89,7 @@ class AlignOptions:
     min_score: float = 0.2
 
     def __post_init__(self) -> None:
-        _positive(self, "window_s")
+        _positive(self, "window_s", "batch_size")
         _non_negative(self, "context_s")
         if not 0.0 <= self.min_score <= 1.0:
             raise ConfigError(f"min_score must be in [0, 1], got {self.min_score}.")

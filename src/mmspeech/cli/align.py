@@ -41,6 +41,8 @@ def register(subparsers: Any) -> None:
     common.add_model_options(parser, DEFAULT_ASR_MODEL)
     parser.add_argument("--window", type=common.positive_float, default=_DEFAULTS.window_s,
                         help="seconds of audio per model window")  # fmt: skip
+    parser.add_argument("--batch-size", type=common.positive_int, default=_DEFAULTS.batch_size,
+                        help="windows per forward pass")  # fmt: skip
     parser.add_argument("--no-romanize", action="store_true", help="do not run uroman")
     parser.add_argument("--partial", action="store_true",
                         help="the transcript covers only part of the audio (a <star> wildcard "
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     options = common.build_options(
         AlignOptions,
-        {"--window": ("window_s", args.window)},
+        {"--window": ("window_s", args.window), "--batch-size": ("batch_size", args.batch_size)},
         romanize=not args.no_romanize,
         wildcard=args.partial,
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from mmspeech.api.options import DEFAULT_ASR_MODEL
 from mmspeech.cli import common
-from mmspeech.errors import CheckpointError, MmspeechError
+from mmspeech.errors import CheckpointError, CheckpointNotFoundError, MmspeechError
 
 EXAMPLES = """\
   mmspeech languages                                  # adapters of facebook/mms-1b-all
@@ -36,10 +36,20 @@ def register(subparsers: Any) -> None:
 
 def checkpoint_languages(ref: str) -> list[str]:
     """The language codes of a checkpoint, read from vocab.json (ASR) or config.json (LID)."""
+    from mmspeech.api.options import DEFAULT_LID_MODEL
     from mmspeech.checkpoints.resolve import resolve
+    from mmspeech.demo import offline_fallback
 
     files = resolve(ref)
-    vocab = files.read_json("vocab.json")
+    try:
+        vocab = files.read_json("vocab.json")
+        if vocab is None:
+            files.require("config.json", "the model configuration")
+    except CheckpointNotFoundError as error:  # offline: the defaults fall back to the demo
+        kind = "lid" if ref == DEFAULT_LID_MODEL else "asr"
+        default = DEFAULT_LID_MODEL if kind == "lid" else DEFAULT_ASR_MODEL
+        files = resolve(offline_fallback(ref, default, kind, error))
+        vocab = files.read_json("vocab.json")
     if vocab and all(isinstance(v, dict) for v in vocab.values()):
         return sorted(vocab)
     config = files.read_json("config.json") or {}
