@@ -23,8 +23,25 @@ import torch
 from safetensors.torch import save_file
 
 WITHOUT_ORACLE = os.environ.get("MMSPEECH_TEST_WITHOUT_ORACLE") == "1"
+
+
+class _NoOracle:
+    """A meta-path finder that makes ``import transformers`` fail as if it were not installed.
+
+    (Not ``sys.modules["transformers"] = None``: libraries such as datasets take ``"transformers"
+    in sys.modules`` to mean it was imported, and then import it.)
+    """
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        if name == "transformers" or name.startswith("transformers."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: no-oracle run)")
+
+
 if WITHOUT_ORACLE:
-    sys.modules["transformers"] = None  # type: ignore[assignment]  # makes `import` raise
+    for _name in [n for n in sys.modules if n == "transformers" or n.startswith("transformers.")]:
+        del sys.modules[_name]  # a plugin imported it first: forget it, then refuse it
+    sys.meta_path.insert(0, _NoOracle())
 logging.getLogger("transformers").setLevel(logging.ERROR)
 
 # Fixtures built by the oracle: a test using one is marked ``oracle`` automatically.
