@@ -100,10 +100,15 @@ def test_unknown_or_conflicting_settings_are_clear_errors():
 
 def test_auto_resolves_per_device(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
-    assert compute.resolve_compute_type("auto", cpu) == "bfloat16"
+    flags = {"avx512_vnni", "avx512_bf16"}
+    monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset(flags))
+    assert compute.resolve_compute_type("auto", cpu) == "int8_bfloat16"  # AMD EPYC (Zen 4)
+    monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset({*flags, "amx_bf16"}))
+    assert compute.resolve_compute_type("auto", cpu) == "bfloat16"  # Sapphire Rapids
     monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset({"avx512_vnni"}))
     assert compute.resolve_compute_type("auto", cpu) == "int8"
+    monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert compute.resolve_compute_type("auto", cpu) == "bfloat16"
     monkeypatch.setattr(compute, "_cpu_flags", lambda: frozenset({"avx2"}))
     assert compute.resolve_compute_type("auto", cpu) == "float32"
     assert compute.resolve_compute_type(None, cpu) == "float32"

@@ -19,10 +19,12 @@ language, so an adapter switch on a quantised base equals quantising after the s
 embeddings, the feature encoder's convolutions and the positional convolution.
 
 ``auto`` picks, per device, the fastest type that meets the accuracy bounds measured by
-``benchmarks/precision.py`` and ``benchmarks/compute_types.py`` (see the README): bfloat16
-where the CPU computes it natively (2.2x the reference's float32 on a 2-core AVX512-BF16/AMX
-Xeon, int8 1.7x there), else int8 on CPUs with int8 dot products (VNNI, Arm dotprod), else
-float32; float16 on CUDA GPUs.
+``benchmarks/precision.py`` and ``benchmarks/compute_types.py`` (see the README), against the
+reference's float32 on a 10 s clip at 2 threads: int8_bfloat16 on CPUs with int8 dot products
+and native bfloat16 but no AMX (2.79x on an AMD EPYC with AVX-512 VNNI/BF16; int8 2.34x,
+bfloat16 2.22x there); bfloat16 with AMX (2.20x on a Sapphire Rapids Xeon, int8_bfloat16 1.98x,
+int8 1.71x there); int8 with int8 dot products alone; bfloat16 with native bfloat16 alone; else
+float32. float16 on CUDA GPUs.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ def cpu_has_int8_dot() -> bool:
     return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX matrix tiles (Intel Sapphire Rapids and later)."""
+    return bool(_cpu_flags() & {"amx_bf16", "amx_int8"})
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16, AMX, Arm BF16)."""
     flags = _cpu_flags()
@@ -100,9 +107,11 @@ def resolve_compute_type(compute_type: str | None, device: torch.device) -> str:
             major, _ = torch.cuda.get_device_capability(device)
             return "float16" if major >= 7 else "float32"
         if device.type == "cpu":  # measured: benchmarks/compute_types.py (README)
-            if cpu_has_bf16():
+            if cpu_has_amx():  # AMX bfloat16 tiles beat int8 products done with VNNI
                 return "bfloat16"
-            return "int8" if cpu_has_int8_dot() else "float32"
+            if cpu_has_int8_dot():
+                return "int8_bfloat16" if cpu_has_bf16() else "int8"
+            return "bfloat16" if cpu_has_bf16() else "float32"
         return "float32"
     if compute_type == "int8_float32":
         return "int8"
