@@ -53,6 +53,18 @@ def oracle() -> Any:
     return pytest.importorskip("transformers", reason="transformers is the test oracle")
 
 
+@pytest.fixture(scope="session")
+def demo() -> tuple[Path, Path]:
+    """The bundled demo checkpoints (ASR, LID); skips where this installation lacks them."""
+    from mmspeech.demo import demo_checkpoint
+    from mmspeech.errors import CheckpointNotFoundError
+
+    try:
+        return demo_checkpoint("asr"), demo_checkpoint("lid")
+    except CheckpointNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(name="oracle", scope="session")
 def oracle_fixture() -> Any:
     """The transformers module (skips the test without it)."""

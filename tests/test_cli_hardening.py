@@ -15,18 +15,9 @@ from conftest import espeak
 
 import mmspeech
 from mmspeech.cli import common, main
-from mmspeech.demo import demo_checkpoint
-from mmspeech.errors import CheckpointNotFoundError, MissingDependencyError
+from mmspeech.errors import MissingDependencyError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def demo():
-    try:
-        return demo_checkpoint("asr"), demo_checkpoint("lid")
-    except CheckpointNotFoundError as exc:
-        pytest.skip(str(exc))
 
 
 def run(capsys, *args: object) -> tuple[int, str, str]:

@@ -18,8 +18,6 @@ from conftest import espeak
 
 from mmspeech.cli import main
 from mmspeech.ctc.lm import write_unigram_arpa
-from mmspeech.demo import demo_checkpoint
-from mmspeech.errors import CheckpointNotFoundError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -30,14 +28,6 @@ CASES = [
     ("es", "hola como estas hoy amigo", "spa"),
     ("de", "guten morgen wie geht es dir", "deu"),
 ]
-
-
-@pytest.fixture(scope="module")
-def demo():
-    try:
-        return demo_checkpoint("asr"), demo_checkpoint("lid")
-    except CheckpointNotFoundError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

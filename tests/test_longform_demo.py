@@ -17,8 +17,6 @@ from conftest import build_lid_checkpoint, espeak
 from mmspeech.api.asr import load_asr
 from mmspeech.api.options import TranscribeOptions
 from mmspeech.cli import main
-from mmspeech.demo import demo_checkpoint
-from mmspeech.errors import CheckpointNotFoundError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -33,14 +31,6 @@ SENTENCES = {
     "spa": ("es", ["hola como estas hoy", "me gusta mucho la música",
                    "vamos a la playa mañana", "hasta luego amigo"]),
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def demo():
-    try:
-        return demo_checkpoint("asr"), demo_checkpoint("lid")
-    except CheckpointNotFoundError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,8 @@ import soundfile as sf
 from conftest import espeak
 
 import mmspeech
-from mmspeech.demo import demo_checkpoint
-from mmspeech.errors import CheckpointNotFoundError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def demo():
-    try:
-        return demo_checkpoint("asr"), demo_checkpoint("lid")
-    except CheckpointNotFoundError as exc:
-        pytest.skip(str(exc))
 
 
 def test_asr_pipeline_on_a_two_minute_file_equals_transcribe(demo, tmp_path):
