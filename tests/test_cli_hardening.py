@@ -196,3 +196,14 @@ def test_align_takes_a_batch_size(capsys, tmp_path):
                          "demo", "--batch-size", "2")  # fmt: skip
     assert code == 0, err
     assert [w["word"] for w in json.loads(out)["words"]] == ["hello", "world"]
+
+
+def test_an_unreadable_file_is_reported_as_such(capsys, monkeypatch, tmp_path):
+    audio = tmp_path / "locked.wav"
+    sf.write(audio, espeak("hello", "en"), 16000)
+    real_access = __import__("os").access
+    monkeypatch.setattr("os.access", lambda p, mode: False if str(p) == str(audio) else
+                        real_access(p, mode))  # fmt: skip  # root reads any file
+    code, _, err = run(capsys, "transcribe", audio, "-l", "eng", "--model", "demo")
+    assert code == 1 and "cannot be read: permission denied" in err
+    assert "audio file" not in err.split("permission denied")[0].lower()

@@ -193,6 +193,8 @@ def _open_source(source: Any) -> tuple[Path | bytes, str]:
             raise AudioError(f"{name} is not a file; expected an audio file.")
         if path.stat().st_size == 0:
             raise AudioError(f"{name} is empty (0 bytes).")
+        if not os.access(path, os.R_OK):  # not "is it audio?": it cannot be read at all
+            raise AudioError(f"{name} cannot be read: permission denied.")
         return path, name
     else:
         raise AudioError(

@@ -97,6 +97,8 @@ def open_audio(audio: Any) -> AudioSource:
         return audio
     if isinstance(audio, (str, os.PathLike)):
         path = Path(audio).expanduser()
+        if path.is_file() and not os.access(path, os.R_OK):  # say so, not "is it audio?"
+            raise AudioError(f"{path} cannot be read: permission denied.")
         try:
             info = soundfile.info(str(path))
         except (soundfile.LibsndfileError, RuntimeError, OSError):
