@@ -30,6 +30,12 @@ from mmspeech.errors import AudioError, AudioTooLongError, MissingDependencyErro
 
 logger = logging.getLogger(__name__)
 
+# file name suffixes taken as audio when a folder is searched (CLI, batch jobs, training data)
+AUDIO_SUFFIXES = frozenset({
+    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma", ".webm", ".mp4",
+    ".mkv", ".aif", ".aiff", ".au",
+})  # fmt: skip
+
 AudioSource = str | os.PathLike[str] | bytes | bytearray | IO[bytes] | np.ndarray | torch.Tensor
 
 RESAMPLE_QUALITY = "HQ"  # soxr "high quality"; "VHQ" is slower and indistinguishable for speech

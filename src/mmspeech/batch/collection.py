@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mmspeech.cli.common import AUDIO_SUFFIXES
+from mmspeech.audio import AUDIO_SUFFIXES
 from mmspeech.errors import ConfigError, MissingDependencyError
 from mmspeech.files import atomic_path
 

@@ -13,16 +13,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mmspeech.audio import AUDIO_SUFFIXES
 from mmspeech.checkpoints.options import COMPUTE_TYPES, DTYPES, LoadOptions
 from mmspeech.errors import ConfigError, MmspeechError
 from mmspeech.files import atomic_write_text
 
 T = TypeVar("T")
-
-AUDIO_SUFFIXES = {
-    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma", ".webm", ".mp4",
-    ".mkv", ".aif", ".aiff", ".au",
-}  # fmt: skip
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):

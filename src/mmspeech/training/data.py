@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mmspeech.api.options import SAMPLE_RATE
+from mmspeech.audio import AUDIO_SUFFIXES
 from mmspeech.errors import AudioError, DatasetError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 AUDIO_KEYS = ("audio", "path", "audio_path", "file", "filename", "wav")
 TEXT_KEYS = ("text", "transcript", "transcription", "sentence", "normalized_text")
 LABEL_KEYS = ("lang", "language", "label")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 
 
 @dataclass(frozen=True)
