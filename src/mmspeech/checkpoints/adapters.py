@@ -158,12 +158,13 @@ def check_adapter(
         raise CheckpointError(f"{source} has tensors of the wrong shape: " + "; ".join(bad))
 
 
-def save_adapter(model: PretrainedModel, directory: str | os.PathLike[str], lang: str) -> Path:
-    """Write the current adapter and head as ``adapter.<lang>.safetensors`` (reference keys)."""
+def save_adapter(
+    model: PretrainedModel, directory: str | os.PathLike[str], lang: str, mode: int | None = None
+) -> Path:
+    """Write the current adapter and head as ``adapter.<lang>.safetensors`` (reference keys),
+    atomically, with permissions ``mode`` (default: a new file's usual ones)."""
     if not _LANG.fullmatch(lang):
         raise LanguageError(f"{lang!r} is not a language code (expected e.g. 'fra').")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / ADAPTER_SAFETENSORS.format(lang)
-    write_safetensors(_adapter_state(model), path)
+    path = Path(directory) / ADAPTER_SAFETENSORS.format(lang)
+    write_safetensors(_adapter_state(model), path, mode)
     return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mmspeech.errors import CheckpointError
+from mmspeech.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -52,34 +52,17 @@ def read_state_dict(paths: Iterable[str | os.PathLike[str]]) -> dict[str, torch.
     return state
 
 
-def write_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
-    """Write tensors as safetensors with the ``format: pt`` metadata the reference expects."""
+def write_safetensors(
+    state: dict[str, torch.Tensor], path: str | os.PathLike[str], mode: int | None = None
+) -> None:
+    """Write tensors as safetensors with the ``format: pt`` metadata the reference expects.
+
+    Atomically (:func:`mmspeech.files.atomic_path`: a reader or a crash never sees half a file)
+    and with ``mode``, by default a new file's usual permissions (``save_file`` alone gives 0600).
+    """
     contiguous = {name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}
-    # written beside the target, then renamed: a reader (or a crash) never sees half a file;
-    # with the permissions of any file the user creates (save_file's temporary one is 0600)
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        save_file(contiguous, temporary, metadata={"format": "pt"})
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux tells it (no race)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with atomic_path(path, mode) as temporary:
+        save_file(contiguous, str(temporary), metadata={"format": "pt"})
 
 
 def _norm_except(v: torch.Tensor, dim: int) -> torch.Tensor:

@@ -7,8 +7,6 @@ Each prepares a model (what to freeze, which head to create), runs the shared
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mmspeech.checkpoints.adapters import save_adapter
 from mmspeech.errors import ConfigError, DatasetError
 from mmspeech.models.wav2vec2 import (
     Wav2Vec2Config,
@@ -219,15 +218,9 @@ def train_adapter(
 
 
 def _replace_adapter(model: Wav2Vec2ForCTC, directory: Path, lang: str) -> Path:
-    """``model.save_adapter`` into the checkpoint, atomically (written beside it, then
-    ``os.replace``) and with the permissions of the checkpoint's files (safetensors writes
-    0600 files)."""
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".adapter-") as scratch:
-        written = Path(model.save_adapter(scratch, lang))
-        os.chmod(written, checkpoint_mode(directory))
-        target = directory / written.name
-        os.replace(written, target)
-    return target
+    """The adapter file written into the checkpoint (atomically, as every safetensors write)
+    with the permissions of the checkpoint's files."""
+    return save_adapter(model, directory, lang, checkpoint_mode(directory))
 
 
 def build_lid_model(
