@@ -270,11 +270,9 @@ def worker_command(*args: str) -> list[str]:
 class Worker:
     """One implementation in its own process, answering forward requests."""
 
-    def __init__(self, implementation: str, model_dir: Path, work_dir: Path):
+    def __init__(self, implementation: str, command: list[str]):
+        """``command`` starts the worker process (benchmarks/compute_types.py has its own)."""
         self.implementation = implementation
-        command = worker_command(
-            "--worker", implementation, "--model-dir", str(model_dir), "--work-dir", str(work_dir)
-        )
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )
@@ -318,7 +316,10 @@ def run_benchmark(model_dir: Path, work_dir: Path, repeats: int) -> dict[str, An
     try:
         for impl in IMPLEMENTATIONS:
             print(f"loading {impl} ...", file=sys.stderr, flush=True)
-            workers[impl] = Worker(impl, model_dir, work_dir)
+            command = worker_command(
+                "--worker", impl, "--model-dir", str(model_dir), "--work-dir", str(work_dir)
+            )
+            workers[impl] = Worker(impl, command)
         for name in WORKLOADS:
             order = list(IMPLEMENTATIONS)
             for run in range(repeats + 1):  # run 0 is the warm-up

@@ -28,11 +28,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from asr_forward import MMS_1B_ALL, memory_gib, reset_peak_rss
+from asr_forward import MMS_1B_ALL, Worker, memory_gib, reset_peak_rss
 
 SAMPLE_RATE = 16_000
 BASELINE = "transformers:float32"
@@ -106,37 +106,14 @@ def serve(implementation: str, model_dir: Path, device: str, threads: int, out: 
         answers.write(json.dumps({**answer, "logits": str(name)}) + "\n")
 
 
-class Worker:
-    def __init__(self, implementation: str, args: argparse.Namespace, model_dir: Path, out: Path):
-        command = [sys.executable, os.path.abspath(__file__), "--worker", implementation,
-                   "--model-dir", str(model_dir), "--out-dir", str(out), "--device", args.device,
-                   "--threads", str(args.threads)]  # fmt: skip
-        self.name = implementation
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-        )
-        self.loaded = self.receive()
-
-    def receive(self) -> dict[str, Any]:
-        stream: IO[str] | None = self.process.stdout
-        assert stream is not None
-        line = stream.readline()
-        if not line:
-            raise SystemExit(f"the {self.name} worker died (exit code {self.process.wait()})")
-        message: dict[str, Any] = json.loads(line)
-        return message
-
-    def request(self, **message: Any) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(message) + "\n")
-        self.process.stdin.flush()
-        return self.receive()
-
-    def close(self) -> None:
-        if self.process.poll() is None and self.process.stdin is not None:
-            self.process.stdin.write('{"quit": true}\n')
-            self.process.stdin.close()
-            self.process.wait(timeout=120)
+def start_worker(
+    implementation: str, args: argparse.Namespace, model_dir: Path, out: Path
+) -> Worker:
+    """``implementation`` in its own process (asr_forward.py's worker protocol)."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", implementation,
+               "--model-dir", str(model_dir), "--out-dir", str(out), "--device", args.device,
+               "--threads", str(args.threads)]  # fmt: skip
+    return Worker(implementation, command)
 
 
 def compare(a_file: str, b_file: str) -> tuple[float, float]:
@@ -155,7 +132,7 @@ def run(args: argparse.Namespace, model_dir: Path, out: Path) -> dict[str, Any]:
     try:
         for name in implementations:
             print(f"loading {name} ...", file=sys.stderr, flush=True)
-            workers[name] = Worker(name, args, model_dir, out)
+            workers[name] = start_worker(name, args, model_dir, out)
         for seconds in args.seconds:
             order = list(implementations)
             for repeat in range(args.repeats + 1):  # 0: warm-up, logits saved
