@@ -31,7 +31,7 @@ from mmspeech.models.speech_encoder_decoder import (
 from mmspeech.models.text_decoders import BartConfig, BertConfig, GPT2Config
 from mmspeech.models.vits import VitsConfig, VitsModel
 from mmspeech.models.wav2vec2 import Wav2Vec2Config
-from mmspeech.nn.int8 import Int8Linear, quantize_rows
+from mmspeech.nn.int8 import Int8Conv1d, Int8Linear, quantize_rows
 
 CPU_TYPES = ("int8", "int8_bfloat16", "bfloat16")
 
@@ -77,6 +77,30 @@ def test_int8_linear_matches_the_formula_and_the_float_layer():
         assert torch.allclose(out, expected, atol=1e-5)
         assert cosine(out, linear(x)) > 0.9995
         assert layer(x.bfloat16()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "batch"), [(3, 2, 1), (3, 2, 2), (2, 2, 1), (4, 3, 1)]
+)
+def test_int8_conv_is_the_int8_product_over_windows(kernel, stride, batch):
+    torch.manual_seed(kernel + batch)
+    conv = torch.nn.Conv1d(24, 16, kernel, stride)
+    layer = Int8Conv1d.from_conv(conv)
+    x = torch.randn(batch, 24, 41)
+    # the windows as rows, (frame, channel) order, through the int8 linear formula
+    rows = x.unfold(2, kernel, stride).permute(0, 2, 3, 1).reshape(-1, kernel * 24)
+    q, x_scale = quantize_rows(rows)
+    expected = (q.int() @ layer.weight.int().t()).float() * x_scale * layer.weight_scale
+    expected = (expected + conv.bias).reshape(batch, -1, 16).transpose(1, 2)
+    with torch.no_grad():
+        out = layer(x)
+        assert out.shape == conv(x).shape
+        assert torch.allclose(out, expected, atol=1e-5)
+        assert cosine(out, conv(x)) > 0.9995
+        channels_last = layer.forward_channels_last(x.transpose(1, 2).contiguous())
+        assert torch.equal(channels_last, out.transpose(1, 2))
+    assert not Int8Conv1d.supports(torch.nn.Conv1d(24, 16, 3, padding=1))
+    assert not Int8Conv1d.supports(torch.nn.Conv1d(24, 16, 3, groups=4))
 
 
 # -- load settings --------------------------------------------------------------------------------
@@ -138,10 +162,12 @@ def test_ctc_model_in_each_type_stays_close_to_float32(demo_float, compute_type)
     )
     assert model.compute_type == compute_type
     blocks = model.wav2vec2.encoder.layers
-    assert isinstance(blocks[0].feed_forward.intermediate_dense, Int8Linear) == (
-        compute_type.startswith("int8")
-    )
+    is_int8 = compute_type.startswith("int8")
+    assert isinstance(blocks[0].feed_forward.intermediate_dense, Int8Linear) == is_int8
     assert not isinstance(blocks[0].adapter_layer.linear_1, Int8Linear)  # adapters stay float
+    convs = [layer.conv for layer in model.wav2vec2.feature_extractor.conv_layers]
+    assert not isinstance(convs[0], Int8Conv1d)  # the one on the waveform stays float
+    assert all(isinstance(conv, Int8Conv1d) == is_int8 for conv in convs[1:])
     wave = torch.from_numpy(tone_speech())[None]
     with torch.inference_mode():
         reference = demo_float(wave).logits
@@ -290,6 +316,29 @@ def test_convert_round_trip(tmp_path, demo_float, compute_type):
         )
     with pytest.raises(ConfigError, match="already holds a checkpoint"):
         convert_checkpoint(demo_checkpoint("asr"), out, compute_type)
+
+
+def test_int8_directory_with_float_convs_still_loads(tmp_path):
+    """A directory converted by an earlier mmspeech kept the feature encoder's convs float: it
+    loads, and quantises them at load like a float checkpoint."""
+    from safetensors.torch import load_file, save_file
+
+    out = convert_checkpoint(demo_checkpoint("asr"), tmp_path / "out", "int8", languages=["fra"])
+    state = load_file(out / "model.safetensors")
+    original = load_file(demo_checkpoint("asr") / "model.safetensors")
+    for key in [key for key in state if key.endswith("conv.weight_scale")]:
+        del state[key]
+        weight = key.removesuffix("_scale")
+        state[weight] = original[weight]
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    old = Wav2Vec2ForCTC.from_pretrained(out, target_lang="fra")
+    fresh = Wav2Vec2ForCTC.from_pretrained(
+        demo_checkpoint("asr"), target_lang="fra", compute_type="int8"
+    )
+    assert isinstance(old.wav2vec2.feature_extractor.conv_layers[1].conv, Int8Conv1d)
+    wave = torch.from_numpy(tone_speech(seed=6))[None]
+    with torch.inference_mode():
+        assert (old(wave).logits - fresh(wave).logits).abs().max() < 1e-4
 
 
 def test_cli_convert_and_compute_type(tmp_path):

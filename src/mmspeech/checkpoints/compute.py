@@ -14,9 +14,11 @@ compute type       matrix products of the transformer blocks        everything e
 
 (*) LayerNorm/GroupNorm statistics, softmax and log-softmax accumulate in float32 inside
 torch's kernels for half-precision inputs, and every task head returns float32 log-probs.
-What stays float in every type: MMS language adapters and output heads (small, swapped per
+The int8 types also run the feature encoder's strided convolutions as int8 products over their
+windows (:class:`mmspeech.nn.int8.Int8Conv1d`), all but the first one, on the waveform. What
+stays float in every type: MMS language adapters and output heads (small, swapped per
 language, so an adapter switch on a quantised base equals quantising after the switch),
-embeddings, the feature encoder's convolutions and the positional convolution.
+embeddings, the waveform convolution and the positional convolution.
 
 ``auto`` picks, per device, the fastest type that meets the accuracy bounds measured by
 ``benchmarks/precision.py`` and ``benchmarks/compute_types.py`` (see the README), against the
@@ -41,7 +43,7 @@ from torch import nn
 
 from mmspeech.checkpoints.options import COMPUTE_TYPES
 from mmspeech.errors import ConfigError
-from mmspeech.nn.int8 import Int8Linear
+from mmspeech.nn.int8 import Int8Conv1d, Int8Linear
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ _FLOAT = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # BERT "layer", GPT-2 "h", BART "layers"); MMS adapters are left out (swapped per language)
 _BLOCK_PARTS = {"layers", "layer", "h"}
 _SKIPPED_PARTS = {"adapter_layer"}
+# the feature encoder's layers (``feature_extractor.conv_layers.{i}``): their strided convs
+_CONV_PARTS = {"conv_layers"}
 
 
 def activation_dtype(compute_type: str) -> torch.dtype:
@@ -124,8 +128,9 @@ def resolve_compute_type(compute_type: str | None, device: torch.device) -> str:
     return compute_type
 
 
-def quantize_linears(model: nn.Module) -> int:
-    """Replace the float linear layers of the transformer blocks by :class:`Int8Linear`.
+def quantize_linears(model: nn.Module, convs: bool = True) -> int:
+    """Replace the float linear layers of the transformer blocks by :class:`Int8Linear`, and
+    (``convs``) the feature encoder's strided convolutions by :class:`Int8Conv1d`.
 
     GPT-2's ``Conv1D`` (a linear layer with its weight stored transposed) is converted too.
 
@@ -135,6 +140,15 @@ def quantize_linears(model: nn.Module) -> int:
     replaced = 0
     for name, module in list(model.named_modules()):
         parts = set(name.split("."))
+        if parts & _CONV_PARTS:
+            if not convs:
+                continue
+            conv = getattr(module, "conv", None)
+            # the waveform's one-channel conv stays float: a 10-wide product, and the input
+            if isinstance(conv, nn.Conv1d) and conv.in_channels > 1 and Int8Conv1d.supports(conv):
+                module.conv = Int8Conv1d.from_conv(conv)
+                replaced += 1
+            continue
         if not parts & _BLOCK_PARTS or parts & _SKIPPED_PARTS:
             continue
         for child_name, child in list(module.named_children()):
@@ -169,7 +183,7 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
         logger.info("int8: %d linear layers quantised", count)
     dtype = activation_dtype(compute_type)
     for module in model.modules():
-        if isinstance(module, Int8Linear):
+        if isinstance(module, (Int8Linear, Int8Conv1d)):
             continue  # int8 weight, float32 scales and bias: its output takes x's dtype
         for param in module.parameters(recurse=False):
             if param.is_floating_point():

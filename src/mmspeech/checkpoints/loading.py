@@ -317,10 +317,12 @@ def load_model(
         compute_type = resolve_compute_type(load.compute_type, device)
     with torch.device("meta"):
         model = cls(config)
+    state = read_state_dict(files.weight_files())
     if stored is not None and is_int8(stored):
         check_stored_compute_type(stored, compute_type, files.ref)
-        quantize_linears(model)  # the layout of the stored int8 tensors
-    state = read_state_dict(files.weight_files())
+        # the layout of the stored int8 tensors (an earlier mmspeech kept the convs float)
+        convs = any(key.endswith("conv.weight_scale") for key in state)
+        quantize_linears(model, convs=convs)
     dropped, from_bare = adapt_keys(state, model)
     if dropped:
         logger.info(

@@ -16,6 +16,8 @@ outlier-heavy transformer activations that a per-tensor scale would lose.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -32,12 +34,36 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ``(q, scale)``: (M, K) int8 and (M, 1) float32 with ``x ≈ q * scale``.
     """
     x = x.float()  # reduced-precision elementwise kernels are slow on CPU: one cast, then float32
-    low, high = torch.aminmax(x, dim=1, keepdim=True)  # one pass, no |x| copy
-    peak = torch.maximum(high, low.neg_()).clamp_(min=1e-12)
+    # two reductions, not torch.aminmax: on CPU its per-row form is ~13x slower than amax plus
+    # amin (0.72 vs 0.056 ms for 500×1280, 2 threads), and it cost a tenth of the 1B forward
+    high = x.amax(dim=1, keepdim=True)
+    peak = torch.maximum(high, x.amin(dim=1, keepdim=True).neg_()).clamp_(min=1e-12)
     # x * (127 / peak) lies in [-127, 127]: no clamp pass (and one multiply, not a division)
     q = torch.mul(x, peak.reciprocal().mul_(_QMAX)).round_().to(torch.int8)
     scale = peak.div_(_QMAX)
     return q, scale
+
+
+def int8_product(
+    rows: torch.Tensor,
+    weight: torch.Tensor,
+    weight_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """``rows @ W.T + bias`` for a float (M, K) ``rows`` and an int8 (N, K) ``weight``.
+
+    Returns:
+        (M, N) float32.
+    """
+    q, x_scale = quantize_rows(rows)
+    m = q.shape[0]
+    if q.is_cuda and m <= 16:  # cuBLASLt's int8 product needs more than 16 rows
+        q = torch.nn.functional.pad(q, (0, 0, 0, 17 - m))
+    acc = torch._int_mm(q, weight.t())[:m]  # (M, N) int32
+    out = acc.float().mul_(x_scale)  # two passes over (M, N): the scales and the bias
+    if bias is not None:
+        return torch.addcmul(bias, out, weight_scale)
+    return out.mul_(weight_scale)
 
 
 class Int8Linear(nn.Module):
@@ -83,26 +109,108 @@ class Int8Linear(nn.Module):
             module.bias = nn.Parameter(bias, requires_grad=False)
         return module
 
-    def dequantized_weight(self) -> torch.Tensor:
-        """(N, K) float32 weight that the int8 one stands for."""
-        return self.weight.float() * self.weight_scale[:, None]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., K) -> (..., N) in the dtype of ``x``."""
         shape = x.shape
-        rows = x.reshape(-1, self.in_features)
-        q, x_scale = quantize_rows(rows)
-        m = q.shape[0]
-        if q.is_cuda and m <= 16:  # cuBLASLt's int8 product needs more than 16 rows
-            q = torch.nn.functional.pad(q, (0, 0, 0, 17 - m))
-        acc = torch._int_mm(q, self.weight.t())[:m]  # (M, N) int32
-        out = acc.float().mul_(x_scale)  # two passes over (M, N): the scales and the bias
-        if self.bias is not None:
-            out = torch.addcmul(self.bias, out, self.weight_scale)
-        else:
-            out.mul_(self.weight_scale)
+        out = int8_product(
+            x.reshape(-1, self.in_features), self.weight, self.weight_scale, self.bias
+        )
         return out.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         bias = self.bias is not None
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"
+
+
+class Int8Conv1d(nn.Module):
+    """A strided 1-D convolution (no padding, one group) as one int8 product over its windows.
+
+    Each output frame's window of ``kernel_size`` input frames × ``in_channels`` is a row of a
+    (frames, kernel_size · in_channels) matrix (a copy; a plain view when the windows do not
+    overlap), quantised per row like :class:`Int8Linear`'s input, times the int8 weight stored
+    (out_channels, kernel_size · in_channels) in (frame, channel) order. Why: the feature
+    encoder's 512-channel convolutions of mms-1b-all ran at float32 speed, 0.37 s of a 10 s
+    clip's 2.7 s int8 forward (2 threads); the largest (kernel 3, stride 2, 32,000 frames) takes
+    ~175-195 ms of CPU time this way against 298 ms as a float32 oneDNN convolution. (One scale
+    per clip instead of per window was no faster and 1.5x less accurate.)
+    """
+
+    weight: torch.Tensor  # (C_out, kernel · C_in) int8, (frame, channel) order
+    weight_scale: torch.Tensor  # (C_out,) float32
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+    ):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        width = kernel_size * in_channels
+        weight = torch.zeros(out_channels, width, dtype=torch.int8, device=device)
+        self.register_buffer("weight", weight)
+        self.register_buffer("weight_scale", torch.ones(out_channels, device=device))
+        self.bias = nn.Parameter(torch.zeros(out_channels, device=device)) if bias else None
+
+    @staticmethod
+    def supports(conv: nn.Conv1d) -> bool:
+        """Whether ``conv`` is a plain strided convolution this class computes."""
+        padding: Any = conv.padding
+        return (
+            conv.groups == 1
+            and tuple(conv.dilation) == (1,)
+            and padding != "same"
+            and tuple(padding) == (0,)
+            and conv.padding_mode == "zeros"
+        )
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv1d) -> Int8Conv1d:
+        """Quantise a float ``nn.Conv1d`` (per output channel, symmetric); a layer on the meta
+        device gives the layout alone."""
+        if not cls.supports(conv):
+            raise ValueError(f"{conv} is not a plain strided convolution")
+        module = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size[0],
+            conv.stride[0],
+            conv.bias is not None,
+            device="meta",
+        )
+        weight = conv.weight.detach()
+        if weight.is_meta:
+            return module
+        # (C_out, C_in, kernel) -> (C_out, kernel, C_in): the windows' (frame, channel) order
+        q, scale = quantize_rows(weight.transpose(1, 2).reshape(conv.out_channels, -1))
+        module.weight = q
+        module.weight_scale = scale.squeeze(1)
+        if conv.bias is not None:
+            bias = conv.bias.detach().to(torch.float32, copy=True)
+            module.bias = nn.Parameter(bias, requires_grad=False)
+        return module
+
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T_in, C_in) -> (B, T_out, C_out), in the dtype of ``x``."""
+        batch = x.shape[0]
+        windows = x.unfold(1, self.kernel_size, self.stride)  # (B, T_out, C_in, kernel), a view
+        # a view whose rows overlap for one clip: quantising reads it and writes a plain copy
+        rows = windows.transpose(2, 3).reshape(-1, self.kernel_size * self.in_channels)
+        out = int8_product(rows, self.weight, self.weight_scale, self.bias)
+        return out.to(x.dtype).view(batch, -1, self.out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, T_in) -> (B, C_out, T_out), like ``nn.Conv1d`` (stored channels-last)."""
+        return self.forward_channels_last(x.transpose(1, 2)).transpose(1, 2)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, bias={self.bias is not None}"
+        )
