@@ -68,6 +68,29 @@ def test_submodules_match(make_checkpoint, variant):
         )
 
 
+@pytest.mark.parametrize("variant", ["w2v2-stable", "mms", "hubert-stable"])
+def test_layer_norm_feature_encoder_in_pieces_equals_the_whole(
+    make_checkpoint, variant, monkeypatch
+):
+    """Long clips run the LayerNorm feature encoder in pieces of CHUNK_FRAMES output frames
+    (bounded memory): the frames are the reference's, across every piece boundary."""
+    from mmspeech.models.wav2vec2 import feature_encoder
+
+    reference, model = load_pair(make_checkpoint, variant)
+    family = VARIANTS[variant][0]
+    x, _ = waveforms([5000, 5000])
+    with torch.no_grad():
+        expected = getattr(reference, family).feature_extractor(x)
+        monkeypatch.setattr(feature_encoder, "CHUNK_FRAMES", 7)  # several pieces, one short
+        encoder = model.base.feature_extractor
+        calls = []
+        whole = encoder._channels_last
+        monkeypatch.setattr(encoder, "_channels_last", lambda w: calls.append(w) or whole(w))
+        pieces = encoder(x)
+    assert len(calls) == -(-expected.shape[2] // 7) > 2 and expected.shape[2] % 7
+    assert max_diff(expected, pieces) < TOL
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_ctc_logits_match_unpadded_and_padded(make_checkpoint, variant):
     """With and without an attention mask: group-norm models too behave as the reference."""

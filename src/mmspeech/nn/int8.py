@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 _QMAX = 127.0
+_CONV_ROWS = 4096  # windows Int8Conv1d quantises and multiplies at once
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,8 +203,13 @@ class Int8Conv1d(nn.Module):
         windows = x.unfold(1, self.kernel_size, self.stride)  # (B, T_out, C_in, kernel), a view
         # a view whose rows overlap for one clip: quantising reads it and writes a plain copy
         rows = windows.transpose(2, 3).reshape(-1, self.kernel_size * self.in_channels)
-        out = int8_product(rows, self.weight, self.weight_scale, self.bias)
-        return out.to(x.dtype).view(batch, -1, self.out_channels)
+        out = torch.empty(rows.shape[0], self.out_channels, dtype=x.dtype, device=x.device)
+        # a block of windows at a time: their float and int8 copies stay small (~25 MB)
+        for start in range(0, rows.shape[0], _CONV_ROWS):
+            stop = start + _CONV_ROWS
+            block = rows[start:stop]
+            out[start:stop] = int8_product(block, self.weight, self.weight_scale, self.bias)
+        return out.view(batch, -1, self.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, T_in) -> (B, C_out, T_out), like ``nn.Conv1d`` (stored channels-last)."""

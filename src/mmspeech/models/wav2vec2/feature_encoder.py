@@ -6,12 +6,18 @@ transformer's width.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from mmspeech.models.wav2vec2.config import Wav2Vec2Config
 from mmspeech.nn.activations import activation
 from mmspeech.nn.int8 import Int8Conv1d
+
+# the longest piece (in output frames, 20 ms each at MMS's rate) a LayerNorm feature encoder
+# computes at once: 5 s (mms-1b-all: ~65 MB of activations at once, ~0.2 GB for 10 s whole)
+CHUNK_FRAMES = 250
 
 
 class ConvLayer(nn.Module):
@@ -101,24 +107,51 @@ class FeatureEncoder(nn.Module):
             norms = ["group"] + [None] * (config.num_feat_extract_layers - 1)
         self.channels_last = config.feat_extract_norm == "layer"
         self.conv_layers = nn.ModuleList(ConvLayer(config, i, norm) for i, norm in enumerate(norms))
+        # samples per output frame, and samples one output frame sees
+        self.hop = math.prod(config.conv_stride)
+        self.field = 1
+        layers = zip(config.conv_kernel, config.conv_stride, strict=True)
+        for kernel, stride in reversed(list(layers)):
+            self.field = (self.field - 1) * stride + kernel
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, conv_dim[-1], frames).
 
         LayerNorm stacks run channels-last (see :meth:`ConvLayer.forward_channels_last`): the
         result is then stored as (B, frames, C), so its ``.transpose(1, 2)`` is contiguous.
-        GroupNorm stacks run plain (channels-last made them slower).
+        They run in pieces of at most ``CHUNK_FRAMES`` output frames: every step of such a
+        stack is local in time (strided convolutions, a LayerNorm per frame, GELU), so a frame
+        computed from its own window of samples is the same frame, and the full-rate early
+        layers' activations never exist for the whole clip at once (mms-1b-all on 30 s:
+        0.53 GiB of them at once otherwise, more than the rest of an int8 forward).
+        GroupNorm stacks run plain (channels-last made them slower; their first layer's
+        statistics span the whole clip).
         """
         if self.channels_last:
-            x = waveform[:, None, None, :]  # (B, 1, 1, samples)
-            for layer in self.conv_layers:
-                assert isinstance(layer, ConvLayer)
-                x = layer.forward_channels_last(x)
-            return x.squeeze(2)
+            frames = int((waveform.shape[1] - self.field) // self.hop + 1)
+            if frames <= CHUNK_FRAMES:
+                return self._channels_last(waveform)
+            out: torch.Tensor | None = None
+            for start in range(0, frames, CHUNK_FRAMES):
+                stop = min(start + CHUNK_FRAMES, frames)
+                piece = waveform[:, start * self.hop : (stop - 1) * self.hop + self.field]
+                part = self._channels_last(piece).transpose(1, 2)  # (B, frames, C), contiguous
+                if out is None:
+                    out = part.new_empty(part.shape[0], frames, part.shape[2])
+                out[:, start:stop] = part
+            assert out is not None
+            return out.transpose(1, 2)
         x = waveform[:, None]
         for layer in self.conv_layers:
             x = layer(x)
         return x
+
+    def _channels_last(self, waveform: torch.Tensor) -> torch.Tensor:
+        x = waveform[:, None, None, :]  # (B, 1, 1, samples)
+        for layer in self.conv_layers:
+            assert isinstance(layer, ConvLayer)
+            x = layer.forward_channels_last(x)
+        return x.squeeze(2)
 
 
 def output_lengths(config: Wav2Vec2Config, lengths: torch.Tensor) -> torch.Tensor:
