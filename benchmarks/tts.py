@@ -12,7 +12,9 @@ The machine may be shared: the two implementations run alternately for ``--round
 the ratio of CPU times (steadier than wall time on a busy machine) is printed too.
 
     python benchmarks/tts.py [--rounds 3] [--repeats 3] [--threads 2] [--texts both]
-                             [--out-json results.json]
+                             [--compute-type bfloat16] [--out-json results.json]
+
+``--compute-type`` loads mmspeech's side in that compute type (transformers stays float32).
 """
 
 from __future__ import annotations
@@ -55,7 +57,12 @@ TEXTS = {"sentence (100 chars)": SENTENCE, "paragraph (1000 chars)": PARAGRAPH}
 
 
 def worker(
-    implementation: str, directory: str, repeats: int, threads: int, texts: list[str]
+    implementation: str,
+    directory: str,
+    repeats: int,
+    threads: int,
+    texts: list[str],
+    compute_type: str,
 ) -> None:
     """Load one implementation, time both texts, print one JSON line (run in a child process)."""
     import resource
@@ -66,7 +73,7 @@ def worker(
     if implementation == "mmspeech":
         import mmspeech
 
-        model: Any = mmspeech.VitsModel.from_pretrained(directory).eval()
+        model: Any = mmspeech.VitsModel.from_pretrained(directory, compute_type=compute_type)
     else:
         import transformers
 
@@ -125,6 +132,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per text per run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--texts", choices=["both", "sentence", "paragraph"], default="both")
+    parser.add_argument("--compute-type", default="float32", help="mmspeech's compute type")
     parser.add_argument("--out-json")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -134,7 +142,7 @@ def main() -> None:
             build(directory)
         else:
             texts = [n for n in TEXTS if args.texts == "both" or n.startswith(args.texts)]
-            worker(implementation, directory, args.repeats, args.threads, texts)
+            worker(implementation, directory, args.repeats, args.threads, texts, args.compute_type)
         return
     here = os.path.abspath(__file__)
     runs: dict[str, list[dict[str, Any]]] = {"mmspeech": [], "transformers": []}
@@ -145,9 +153,10 @@ def main() -> None:
             for implementation in order:
                 command = [sys.executable, here, "--worker", implementation, directory]
                 command += ["--repeats", str(args.repeats), "--threads", str(args.threads)]
-                command += ["--texts", args.texts]
+                command += ["--texts", args.texts, "--compute-type", args.compute_type]
                 output = subprocess.run(command, check=True, capture_output=True, text=True)
                 runs[implementation].append(json.loads(output.stdout.strip().splitlines()[-1]))
+    print(f"mmspeech in compute type {args.compute_type}, transformers in float32")
     report(runs)
     if args.out_json:
         with open(args.out_json, "w", encoding="utf-8") as handle:
