@@ -31,9 +31,14 @@ from mmspeech.models.speech_encoder_decoder import (
 from mmspeech.models.text_decoders import BartConfig, BertConfig, GPT2Config
 from mmspeech.models.vits import VitsConfig, VitsModel
 from mmspeech.models.wav2vec2 import Wav2Vec2Config
-from mmspeech.nn.int8 import Int8Conv1d, Int8Linear, quantize_rows
+from mmspeech.nn import int8
+from mmspeech.nn.int8 import Int8Conv1d, Int8Linear, Int8Weight, quantize_rows
 
 CPU_TYPES = ("int8", "int8_bfloat16", "bfloat16")
+ONEDNN = pytest.mark.skipif(not int8.onednn_int8_available(), reason="no oneDNN int8 in this torch")
+PACKING = pytest.mark.parametrize(
+    "packed", [False, pytest.param(True, marks=ONEDNN)], ids=["int_mm", "onednn"]
+)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -64,14 +69,16 @@ def test_quantize_rows_is_symmetric_per_row():
     assert torch.allclose(q.float() * scale, x, atol=float(scale.max()) / 2 + 1e-6)
 
 
-def test_int8_linear_matches_the_formula_and_the_float_layer():
+@PACKING
+def test_int8_linear_matches_the_formula_and_the_float_layer(packed):
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 48)
     layer = Int8Linear.from_linear(linear)
     x = torch.randn(5, 7, 64)
     q, x_scale = quantize_rows(x.reshape(-1, 64))
-    expected = (q.int() @ layer.weight.int().t()).float() * x_scale * layer.weight_scale
+    expected = (q.int() @ layer.plain_weight().int().t()).float() * x_scale * layer.weight_scale
     expected = (expected + linear.bias).reshape(5, 7, 48)
+    assert layer.pack() if packed else layer.packed is None
     with torch.no_grad():
         out = layer(x)
         assert torch.allclose(out, expected, atol=1e-5)
@@ -79,10 +86,11 @@ def test_int8_linear_matches_the_formula_and_the_float_layer():
         assert layer(x.bfloat16()).dtype == torch.bfloat16
 
 
+@PACKING
 @pytest.mark.parametrize(
     ("kernel", "stride", "batch"), [(3, 2, 1), (3, 2, 2), (2, 2, 1), (4, 3, 1)]
 )
-def test_int8_conv_is_the_int8_product_over_windows(kernel, stride, batch):
+def test_int8_conv_is_the_int8_product_over_windows(kernel, stride, batch, packed):
     torch.manual_seed(kernel + batch)
     conv = torch.nn.Conv1d(24, 16, kernel, stride)
     layer = Int8Conv1d.from_conv(conv)
@@ -90,8 +98,9 @@ def test_int8_conv_is_the_int8_product_over_windows(kernel, stride, batch):
     # the windows as rows, (frame, channel) order, through the int8 linear formula
     rows = x.unfold(2, kernel, stride).permute(0, 2, 3, 1).reshape(-1, kernel * 24)
     q, x_scale = quantize_rows(rows)
-    expected = (q.int() @ layer.weight.int().t()).float() * x_scale * layer.weight_scale
+    expected = (q.int() @ layer.plain_weight().int().t()).float() * x_scale * layer.weight_scale
     expected = (expected + conv.bias).reshape(batch, -1, 16).transpose(1, 2)
+    assert layer.pack() if packed else layer.packed is None
     with torch.no_grad():
         out = layer(x)
         assert out.shape == conv(x).shape
@@ -101,6 +110,55 @@ def test_int8_conv_is_the_int8_product_over_windows(kernel, stride, batch):
         assert torch.equal(channels_last, out.transpose(1, 2))
     assert not Int8Conv1d.supports(torch.nn.Conv1d(24, 16, 3, padding=1))
     assert not Int8Conv1d.supports(torch.nn.Conv1d(24, 16, 3, groups=4))
+
+
+@ONEDNN
+def test_a_packed_layer_saves_moves_and_loads_as_its_plain_weight():
+    torch.manual_seed(1)
+    layer = Int8Linear.from_linear(torch.nn.Linear(32, 20))
+    plain = layer.plain_weight().clone()
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        before = layer(x)
+        assert layer.pack() and layer.weight is None
+        state = layer.state_dict()
+        assert torch.equal(state["weight"], plain) and state["weight"].shape == (20, 32)
+        layer.to(torch.bfloat16)  # unpacks, casts nothing int8, packs again
+        assert layer.packed is not None and layer.weight is None
+        assert torch.allclose(layer(x), before, atol=1e-5)
+        fresh = Int8Linear.from_linear(torch.nn.Linear(32, 20))
+        fresh.pack()
+        fresh.load_state_dict(state)  # into a packed layer: unpacked, then assigned
+        assert torch.equal(fresh.plain_weight(), plain)
+        assert torch.allclose(fresh(x), before, atol=1e-5)
+
+
+def test_cpu_models_load_with_packed_int8_layers(tmp_path):
+    model = Wav2Vec2ForCTC.from_pretrained(demo_checkpoint("asr"), compute_type="int8")
+    layers = [m for m in model.modules() if isinstance(m, Int8Weight)]
+    assert layers and all((m.packed is not None) == int8.onednn_int8_available() for m in layers)
+    model.save_pretrained(tmp_path)  # the plain weights, in the converted format
+    again = Wav2Vec2ForCTC.from_pretrained(tmp_path, compute_type="int8")
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        # int8 layers exactly; weight norm is unfolded to save and folded to load
+        same = torch.equal(a, b) if a.dtype == torch.int8 else torch.allclose(a, b, atol=1e-6)
+        assert same, name
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps, madvise")
+def test_releasing_pages_keeps_file_backed_data_and_leaves_other_memory_alone(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    data = torch.randint(-128, 127, (64, 4096), dtype=torch.int8)
+    save_file({"w": data}, str(tmp_path / "w.safetensors"))
+    mapped = load_file(str(tmp_path / "w.safetensors"))["w"]
+    assert int8._in_file_mapping(mapped.data_ptr(), mapped.data_ptr() + mapped.numel())
+    int8._release_mapped_pages(mapped)
+    assert torch.equal(mapped, data)  # read again from the file
+    anonymous = data.clone()
+    assert not int8._in_file_mapping(anonymous.data_ptr(), anonymous.data_ptr() + 1)
+    int8._release_mapped_pages(anonymous)  # would zero it if it acted
+    assert torch.equal(anonymous, data)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

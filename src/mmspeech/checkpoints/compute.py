@@ -43,7 +43,7 @@ from torch import nn
 
 from mmspeech.checkpoints.options import COMPUTE_TYPES
 from mmspeech.errors import ConfigError
-from mmspeech.nn.int8 import Int8Conv1d, Int8Linear
+from mmspeech.nn.int8 import Int8Conv1d, Int8Linear, Int8Weight
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
     """Convert a loaded ``model`` (in place) to a resolved ``compute_type``.
 
     Float tensors outside the int8 layers are cast to the type's activation dtype (so a
-    bfloat16 checkpoint asked for as ``int8`` runs its other parts in float32).
+    bfloat16 checkpoint asked for as ``int8`` runs its other parts in float32). On a CPU the
+    int8 layers are then packed for oneDNN's int8 linear (:meth:`Int8Weight.pack`).
     """
     if is_int8(compute_type):
         count = quantize_linears(model)
@@ -193,6 +194,9 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
         for name, buffer in module.named_buffers(recurse=False):
             if buffer.is_floating_point():
                 setattr(module, name, buffer.to(dtype, copy=True))
+    packed = sum(module.pack() for module in model.modules() if isinstance(module, Int8Weight))
+    if packed:
+        logger.info("int8: %d layers packed for oneDNN", packed)
     model.compute_type = compute_type  # type: ignore[assignment]
     release_freed_memory()
     return model

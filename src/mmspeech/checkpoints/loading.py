@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mmspeech.checkpoints.compute import (
+    CONFIG_KEY,
     apply_compute_type,
     check_stored_compute_type,
     is_int8,
@@ -372,13 +373,19 @@ def checkpoint_state(model: PretrainedModel) -> dict[str, torch.Tensor]:
 
 
 def save_model(model: PretrainedModel, directory: str | os.PathLike[str]) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` that the reference loads."""
+    """Write ``config.json`` and ``model.safetensors`` that the reference loads (a model in
+    an int8 compute type writes mmspeech's converted format, as ``mmspeech convert`` does)."""
+    from mmspeech import __version__
+
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     config = model.config.to_dict()
     config.pop("_name_or_path", None)
     config["architectures"] = [type(model).__name__]
     config["dtype"] = str(model.dtype).removeprefix("torch.")
+    compute_type = getattr(model, "compute_type", "float32")
+    if is_int8(compute_type):  # its int8 layers' layout is ours: the loader must know
+        config[CONFIG_KEY] = {"compute_type": compute_type, "version": __version__}
     with open(out / "config.json", "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2, sort_keys=True)
         handle.write("\n")

@@ -12,11 +12,25 @@ stored (N, K) and passed transposed (257 with a (K, N) weight), oneDNN ``qlinear
 770 (per-tensor activation scale only), the deprecated ``torch.ao`` dynamic linear 675, and
 weight-only int8 (``_weight_int8pack_mm``) 151. Per-row activation scales keep the accuracy of
 outlier-heavy transformer activations that a per-tensor scale would lose.
+
+On CPUs the product goes through oneDNN's int8 linear instead (``onednn::qlinear_pointwise``,
+which torch's own int8 inference path uses) once a layer is :meth:`~Int8Linear.pack`-ed — the
+loader does it: oneDNN wants its weight reordered into its blocked layout once, and then uses
+AMX int8 tiles where the CPU has them, which ``torch._int_mm`` does not. Its activation scale is
+a single number, so the rows go in already quantised with a scale of 1 and their own scales are
+applied to its float32 output with the bias (``y = out * x_scale[m] + bias``): the same
+per-row arithmetic as above (equal to 1e-5), with the weight scales and the int32-to-float
+pass inside the kernel. Measured (2 threads, 500×1280 @ 1280×5120, with quantisation and
+scaling): 1.2 ms against 7.0 ms for ``torch._int_mm`` on a Xeon with AMX.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import ctypes
+import functools
+import mmap
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -45,18 +59,59 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
+class PackedWeight(NamedTuple):
+    """An int8 (N, K) weight in oneDNN's layout, for ``onednn::qlinear_pointwise``."""
+
+    weight: torch.Tensor  # opaque oneDNN tensor, (K, N) logically
+    zero_points: torch.Tensor  # (N,) int64 zeros: symmetric quantisation
+
+
+@functools.cache
+def onednn_int8_available() -> bool:
+    """Whether this torch build runs oneDNN's int8 linear on the CPU (and gets it right)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        weight = torch.tensor([[1, -2], [3, 4], [-5, 6]], dtype=torch.int8)  # (N, K)
+        rows = torch.tensor([[7.0, -8.0], [0.5, 1.0]])
+        packed = pack_weight(weight)
+        got = int8_product(rows, weight, torch.ones(3), None, packed)
+        expected = int8_product(rows, weight, torch.ones(3), None)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return torch.allclose(got, expected)
+
+
+def pack_weight(weight: torch.Tensor) -> PackedWeight:
+    """oneDNN's packed copy of an int8 (N, K) CPU weight."""
+    packed = torch.ops.onednn.qlinear_prepack(weight, None)
+    return PackedWeight(packed, torch.zeros(weight.shape[0], dtype=torch.int64))
+
+
 def int8_product(
     rows: torch.Tensor,
-    weight: torch.Tensor,
+    weight: torch.Tensor | None,
     weight_scale: torch.Tensor,
     bias: torch.Tensor | None,
+    packed: PackedWeight | None = None,
 ) -> torch.Tensor:
-    """``rows @ W.T + bias`` for a float (M, K) ``rows`` and an int8 (N, K) ``weight``.
+    """``rows @ W.T + bias`` for a float (M, K) ``rows`` and an int8 (N, K) ``weight``, or its
+    ``packed`` copy (CPU, oneDNN).
 
     Returns:
         (M, N) float32.
     """
     q, x_scale = quantize_rows(rows)
+    if packed is not None:
+        # x_scale 1 and zero point 0: oneDNN returns acc[m, n] * w_scale[n] in float32
+        out = torch.ops.onednn.qlinear_pointwise(
+            q, 1.0, 0, packed.weight, weight_scale, packed.zero_points,
+            None, 1.0, 0, torch.float32, "none", [], "",
+        )  # fmt: skip
+        if bias is not None:
+            return torch.addcmul(bias, out, x_scale)
+        return out.mul_(x_scale)
+    assert weight is not None
     m = q.shape[0]
     if q.is_cuda and m <= 16:  # cuBLASLt's int8 product needs more than 16 rows
         q = torch.nn.functional.pad(q, (0, 0, 0, 17 - m))
@@ -67,12 +122,117 @@ def int8_product(
     return out.mul_(weight_scale)
 
 
-class Int8Linear(nn.Module):
+class Int8Weight(nn.Module):
+    """An int8 weight (N, K) with per-output-channel scales, which :meth:`pack` can hand to
+    oneDNN: the packed copy replaces the plain one (the model's memory stays that of one int8
+    copy), ``state_dict`` still gives the plain (N, K) tensor, and a move to another device or
+    dtype unpacks first and packs again on the CPU."""
+
+    weight: torch.Tensor | None  # (N, K) int8; None while packed
+    weight_scale: torch.Tensor  # (N,) float32
+    bias: nn.Parameter | None  # (N,) float32
+    packed: PackedWeight | None = None
+
+    def pack(self) -> bool:
+        """Reorder the weight for oneDNN's int8 linear (CPU only).
+
+        The plain weight is dropped; where it was read from a memory-mapped checkpoint, its
+        pages are handed back too (see :func:`_release_mapped_pages`).
+
+        Returns:
+            Whether the layer is packed (False on a GPU or without oneDNN).
+        """
+        weight = self.weight
+        if self.packed is not None:
+            return True
+        if weight is None or weight.device.type != "cpu" or not onednn_int8_available():
+            return False
+        self.packed = pack_weight(weight)
+        self.weight = None
+        _release_mapped_pages(weight)
+        return True
+
+    def plain_weight(self) -> torch.Tensor:
+        """The (N, K) int8 weight, unpacked if need be (a copy then)."""
+        if self.packed is None:
+            assert self.weight is not None
+            return self.weight
+        return self.packed.weight.to_dense().t().contiguous()
+
+    def _unpack(self) -> None:
+        if self.packed is not None:
+            self.weight = self.plain_weight()
+            self.packed = None
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Int8Weight:
+        packed = self.packed is not None
+        self._unpack()
+        # scales and bias stay float32 under a cast of the model (model.to(torch.bfloat16)):
+        # they move with it, their values untouched
+        scale, bias = self.weight_scale, None if self.bias is None else self.bias.data
+        super()._apply(fn, recurse)
+        self.weight_scale = scale.to(self.weight_scale.device)
+        if self.bias is not None and bias is not None:
+            self.bias.data = bias.to(self.bias.device)
+        if packed:
+            self.pack()
+        return self
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.packed is not None:
+            destination[prefix + "weight"] = self.plain_weight()
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        self._unpack()  # loading writes into the plain weight
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        return int8_product(rows, self.weight, self.weight_scale, self.bias, self.packed)
+
+
+def _release_mapped_pages(tensor: torch.Tensor) -> None:
+    """Drop from this process the pages of ``tensor`` if they belong to a file mapping.
+
+    A converted int8 checkpoint is memory-mapped, and pages read once stay resident while any
+    tensor of the file is alive: packing every layer would leave the plain int8 weights (1 GB
+    for mms-1b-all) resident beside the packed ones. ``madvise(MADV_DONTNEED)`` unmaps the
+    tensor's whole pages; a later read of them would fault them in again from the file, so
+    this is harmless for a file mapping — and never done to anonymous memory, where it would
+    zero the data. Linux only; elsewhere nothing happens.
+    """
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the tensor only
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE
+    if last <= first or not _in_file_mapping(start, end):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
+
+
+_MADV_DONTNEED = 4
+
+
+def _in_file_mapping(start: int, end: int) -> bool:
+    """Whether the bytes [start, end) lie in one mapping of a file (/proc/self/maps)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                low, high = (int(part, 16) for part in fields[0].split("-"))
+                if low <= start < high:
+                    inode, path = fields[4], fields[5].strip() if len(fields) > 5 else ""
+                    return end <= high and inode != "0" and path.startswith("/")
+    except OSError:
+        pass
+    return False
+
+
+class Int8Linear(Int8Weight):
     """``y = x @ W.T + b`` with an int8 weight and int8 products; input and output keep the
     caller's float dtype (float32, bfloat16 or float16)."""
-
-    weight: torch.Tensor  # (N, K) int8
-    weight_scale: torch.Tensor  # (N,) float32
 
     def __init__(
         self,
@@ -113,9 +273,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., K) -> (..., N) in the dtype of ``x``."""
         shape = x.shape
-        out = int8_product(
-            x.reshape(-1, self.in_features), self.weight, self.weight_scale, self.bias
-        )
+        out = self._product(x.reshape(-1, self.in_features))
         return out.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
@@ -123,7 +281,7 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"
 
 
-class Int8Conv1d(nn.Module):
+class Int8Conv1d(Int8Weight):
     """A strided 1-D convolution (no padding, one group) as one int8 product over its windows.
 
     Each output frame's window of ``kernel_size`` input frames × ``in_channels`` is a row of a
@@ -136,8 +294,7 @@ class Int8Conv1d(nn.Module):
     per clip instead of per window was no faster and 1.5x less accurate.)
     """
 
-    weight: torch.Tensor  # (C_out, kernel · C_in) int8, (frame, channel) order
-    weight_scale: torch.Tensor  # (C_out,) float32
+    # weight: (C_out, kernel · C_in) int8, (frame, channel) order
 
     def __init__(
         self,
@@ -208,7 +365,7 @@ class Int8Conv1d(nn.Module):
         for start in range(0, rows.shape[0], _CONV_ROWS):
             stop = start + _CONV_ROWS
             block = rows[start:stop]
-            out[start:stop] = int8_product(block, self.weight, self.weight_scale, self.bias)
+            out[start:stop] = self._product(block)
         return out.view(batch, -1, self.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
