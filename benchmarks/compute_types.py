@@ -44,10 +44,7 @@ def load(implementation: str, model_dir: Path, device: str) -> Any:
 
     library, compute_type = implementation.split(":")
     if library == "mmspeech":
-        from mmspeech.checkpoints.compute import limit_retained_memory
         from mmspeech.models.wav2vec2 import Wav2Vec2ForCTC
-
-        limit_retained_memory()  # as the mmspeech command line and server do
 
         return Wav2Vec2ForCTC.from_pretrained(model_dir, device=device, compute_type=compute_type)
     import transformers

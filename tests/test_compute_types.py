@@ -161,18 +161,6 @@ def test_releasing_pages_keeps_file_backed_data_and_leaves_other_memory_alone(tm
     assert torch.equal(anonymous, data)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_command_line_processes_hand_large_blocks_back():
-    """The CLI sets glibc's mmap threshold (and glibc accepts it): see limit_retained_memory."""
-    script = (
-        "import mmspeech.cli as cli; calls = []; limit = cli.limit_retained_memory; "
-        "cli.limit_retained_memory = lambda: calls.append(limit()); "
-        "code = cli.main(['languages', '--model', 'demo']); print(calls, code)"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.stdout.strip().splitlines()[-1] == "[True] 0", done.stderr[-2000:]
-
-
 # -- load settings --------------------------------------------------------------------------------
 
 

@@ -209,28 +209,6 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def limit_retained_memory(threshold: int = 1 << 20) -> bool:
-    """Have glibc hand blocks of ``threshold`` bytes and more straight back to the system.
-
-    glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB), so after
-    one long forward every activation buffer is recycled from the heap and a process keeps
-    its worst-case working set: mms-1b-all in int8 peaked at 1.43-1.47 GiB on a 30 s clip with
-    the default and 1.36 GiB with 1 MiB, at the same speed (2.12-2.14 s per 10 s forward, 2
-    threads). A process-wide setting, so the library never makes it on its own: the command
-    line and the server do, and so may a program (or ``MALLOC_MMAP_THRESHOLD_=1048576`` in the
-    environment).
-
-    Returns:
-        Whether the setting was made (False where the C library is not glibc).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold))
-    return False
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-
-
 # -- converted checkpoints (mmspeech convert) ----------------------------------------------------
 
 CONFIG_KEY = "mmspeech"  # config.json: {"mmspeech": {"compute_type": "int8", "version": "…"}}

@@ -14,7 +14,6 @@ import os
 import sys
 
 from mmspeech import __version__
-from mmspeech.checkpoints.compute import limit_retained_memory
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    limit_retained_memory()  # a process of our own: see the function
     try:
         return int(args.run(args))
     except KeyboardInterrupt:

@@ -165,10 +165,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    from mmspeech.checkpoints.compute import limit_retained_memory
     from mmspeech.server.app import create_app
-
-    limit_retained_memory()  # a process of our own: see the function
 
     app = create_app(settings)
     names = ", ".join(entry.name for entry in app.state.mmspeech.registry.entries()) or "none"
