@@ -432,7 +432,7 @@ class ASRModel:
         """Live transcription: feed audio as it arrives, get partial and final text back.
 
         ``settings``: ``step_s``, ``left_context_s``, ``lookahead_s``, ``language_after_s``,
-        ``stream_options``, ``sample_rate``, ``encoding`` (see
+        ``stream_options``, ``sample_rate``, ``encoding``, ``lid`` (see
         :class:`mmspeech.api.streaming.StreamingTranscriber`).
         """
         from mmspeech.api.streaming import StreamingTranscriber

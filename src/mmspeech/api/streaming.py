@@ -32,6 +32,7 @@ from mmspeech.results import Segment
 
 if TYPE_CHECKING:
     from mmspeech.api.asr import ASRModel
+    from mmspeech.api.lid import LIDModel
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class StreamingTranscriber:
         language_after_s: float | None = None,
         sample_rate: int = SAMPLE_RATE,
         encoding: str = "float32",
+        lid: LIDModel | None = None,
     ):
         """
         Args:
@@ -128,6 +130,8 @@ class StreamingTranscriber:
             stream_options: chunking (:class:`StreamOptions`); the keywords below override it.
             sample_rate: rate of the fed audio (resampled to 16 kHz as it arrives).
             encoding: how ``bytes`` are read: ``"float32"`` or ``"pcm16"`` (little-endian).
+            lid: the language-ID model that decides the language (a server passes its own);
+                None loads ``options.lid_model``.
         """
         overrides = {
             "step_s": step_s, "left_context_s": left_context_s, "lookahead_s": lookahead_s,
@@ -139,6 +143,7 @@ class StreamingTranscriber:
         self.asr = asr
         self.options = options or TranscribeOptions()
         self.word_timestamps = word_timestamps
+        self.lid = lid
         frame = asr.samples_per_frame
         self._frame = frame
         # whole frames, so that every window edge is a frame edge (as in ctc/windows.py)
@@ -166,6 +171,11 @@ class StreamingTranscriber:
     def received_s(self) -> float:
         """Seconds of audio (at 16 kHz) fed so far."""
         return self._received / SAMPLE_RATE
+
+    @property
+    def deciding(self) -> bool:
+        """No language yet: a coming :meth:`feed` may run language ID."""
+        return self._deciding
 
     @property
     def buffered_samples(self) -> int:
@@ -244,7 +254,7 @@ class StreamingTranscriber:
     def _decide(self) -> LanguageDecided:
         """Language ID on the audio held since the first sound (``language_after_s`` of it)."""
         clip = self._read(self._done, self._received)
-        scores = self.asr.detect_language(clip, self.options)
+        scores = self.asr.detect_language(clip, self.options, lid=self.lid)
         self.language = self.asr.set_language(scores.language)
         self._deciding = False
         logger.info("stream language %s (p=%.2f)", self.language, scores.probability)

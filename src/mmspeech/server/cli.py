@@ -64,7 +64,13 @@ def register(subparsers: Any) -> None:
         help="require 'Authorization: Bearer KEY' (default: $MMSPEECH_API_KEY; none)")  # fmt: skip
     add("--allow-hub", action="store_true", help="let clients name any hub id (downloads)")
     add("--max-upload-mb", type=float, default=_DEFAULTS.max_upload_bytes / 2**20)
-    add("--max-audio-seconds", type=float, default=_DEFAULTS.max_audio_seconds)
+    add("--max-audio-seconds", type=float, default=_DEFAULTS.max_audio_seconds,
+        help="longest upload, in seconds of audio (not live sessions)")  # fmt: skip
+    add("--max-session-seconds", type=float, default=_DEFAULTS.max_session_seconds,
+        help="longest live session (/v1/realtime): time open or audio, the longer")  # fmt: skip
+    add("--max-realtime-backlog", type=float, default=_DEFAULTS.max_realtime_backlog_seconds,
+        metavar="SECONDS", help="live audio waiting to be transcribed before appends are "
+        "refused (audio_backlog_full)")  # fmt: skip
     add("--max-text-chars", type=int, default=_DEFAULTS.max_text_chars)
     add("--max-queue", type=int, default=_DEFAULTS.max_queue, help="queued jobs before 429")
     add("--timeout", type=float, default=_DEFAULTS.request_timeout, help="seconds per request")
@@ -125,6 +131,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         api_key=args.api_key or None,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_audio_seconds=args.max_audio_seconds,
+        max_session_seconds=args.max_session_seconds,
+        max_realtime_backlog_seconds=args.max_realtime_backlog,
         max_text_chars=args.max_text_chars,
         max_queue=args.max_queue,
         request_timeout=args.timeout,

@@ -46,8 +46,14 @@ class ServerSettings:
     body_timeout: float = 60.0
     # open connections (each one request at a time); more -> 503 (uvicorn's limit_concurrency)
     max_connections: int = 256
-    # maximum decoded audio duration, in seconds -> 413
+    # maximum decoded audio duration of an upload, in seconds -> 413 (not live sessions)
     max_audio_seconds: float = 600.0
+    # a live session (/v1/realtime) lasts at most this long: the longer of its time open and its
+    # audio, in seconds -> error event session_expired, then the socket closes
+    max_session_seconds: float = 1800.0
+    # live audio waiting to be transcribed, in seconds; appends beyond it are refused (error
+    # event audio_backlog_full: backpressure on clients that send faster than it is transcribed)
+    max_realtime_backlog_seconds: float = 10.0
     # maximum text length for speech, in characters -> 413
     max_text_chars: int = 4096
     # jobs waiting for or in inference; more -> 429 with Retry-After
