@@ -123,9 +123,10 @@ def test_a_packed_layer_saves_moves_and_loads_as_its_plain_weight():
         assert layer.pack() and layer.weight is None
         state = layer.state_dict()
         assert torch.equal(state["weight"], plain) and state["weight"].shape == (20, 32)
-        layer.to(torch.bfloat16)  # unpacks, casts nothing int8, packs again
-        assert layer.packed is not None and layer.weight is None
+        layer.to(torch.bfloat16)  # unpacks, casts nothing int8, packs again on use
+        assert layer.packed is None and layer.pack_on_use
         assert torch.allclose(layer(x), before, atol=1e-5)
+        assert layer.packed is not None and layer.weight is None
         fresh = Int8Linear.from_linear(torch.nn.Linear(32, 20))
         fresh.pack()
         fresh.load_state_dict(state)  # into a packed layer: unpacked, then assigned
@@ -133,14 +134,21 @@ def test_a_packed_layer_saves_moves_and_loads_as_its_plain_weight():
         assert torch.allclose(fresh(x), before, atol=1e-5)
 
 
-def test_cpu_models_load_with_packed_int8_layers(tmp_path):
+def test_cpu_int8_layers_pack_on_first_use(tmp_path):
     model = Wav2Vec2ForCTC.from_pretrained(demo_checkpoint("asr"), compute_type="int8")
     layers = [m for m in model.modules() if isinstance(m, Int8Weight)]
-    assert layers and all((m.packed is not None) == int8.onednn_int8_available() for m in layers)
+    assert layers and all(m.pack_on_use and m.packed is None for m in layers)
+    values = torch.from_numpy(tone_speech())[None]
+    with torch.inference_mode():
+        plain = model(values).logits
+        assert all((m.packed is not None) == int8.onednn_int8_available() for m in layers)
+        assert torch.allclose(model(values).logits, plain, atol=1e-5)  # packed already
     model.save_pretrained(tmp_path)  # the plain weights, in the converted format
     again = Wav2Vec2ForCTC.from_pretrained(tmp_path, compute_type="int8")
-    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
-        # int8 layers exactly; weight norm is unfolded to save and folded to load
+    saved = again.state_dict()
+    assert saved.keys() == model.state_dict().keys()
+    for name, a in model.state_dict().items():
+        b = saved[name]  # int8 layers exactly; weight norm is unfolded to save and folded to load
         same = torch.equal(a, b) if a.dtype == torch.int8 else torch.allclose(a, b, atol=1e-6)
         assert same, name
 

@@ -177,7 +177,7 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
 
     Float tensors outside the int8 layers are cast to the type's activation dtype (so a
     bfloat16 checkpoint asked for as ``int8`` runs its other parts in float32). On a CPU the
-    int8 layers are then packed for oneDNN's int8 linear (:meth:`Int8Weight.pack`).
+    int8 layers pack themselves for oneDNN's int8 linear on first use (:class:`Int8Weight`).
     """
     if is_int8(compute_type):
         count = quantize_linears(model)
@@ -194,9 +194,9 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
         for name, buffer in module.named_buffers(recurse=False):
             if buffer.is_floating_point():
                 setattr(module, name, buffer.to(dtype, copy=True))
-    packed = sum(module.pack() for module in model.modules() if isinstance(module, Int8Weight))
-    if packed:
-        logger.info("int8: %d layers packed for oneDNN", packed)
+    for module in model.modules():
+        if isinstance(module, Int8Weight):
+            module.pack_on_use = True  # on a CPU with oneDNN; see Int8Weight
     model.compute_type = compute_type  # type: ignore[assignment]
     release_freed_memory()
     return model

@@ -30,6 +30,7 @@ import contextlib
 import ctypes
 import functools
 import mmap
+import threading
 from typing import Any, NamedTuple
 
 import torch
@@ -126,12 +127,19 @@ class Int8Weight(nn.Module):
     """An int8 weight (N, K) with per-output-channel scales, which :meth:`pack` can hand to
     oneDNN: the packed copy replaces the plain one (the model's memory stays that of one int8
     copy), ``state_dict`` still gives the plain (N, K) tensor, and a move to another device or
-    dtype unpacks first and packs again on the CPU."""
+    dtype unpacks first.
+
+    With ``pack_on_use`` (the loader sets it on CPUs) a layer packs itself on its first call
+    instead: packing all of mms-1b-all takes ~1 s, which would make loading an int8 model
+    slower than mapping the float32 file; on first use it is spread over the first forward,
+    and layers a program never calls are never packed.
+    """
 
     weight: torch.Tensor | None  # (N, K) int8; None while packed
     weight_scale: torch.Tensor  # (N,) float32
     bias: nn.Parameter | None  # (N,) float32
     packed: PackedWeight | None = None
+    pack_on_use: bool = False
 
     def pack(self) -> bool:
         """Reorder the weight for oneDNN's int8 linear (CPU only).
@@ -165,7 +173,7 @@ class Int8Weight(nn.Module):
             self.packed = None
 
     def _apply(self, fn: Any, recurse: bool = True) -> Int8Weight:
-        packed = self.packed is not None
+        packed = self.packed is not None or self.pack_on_use
         self._unpack()
         # scales and bias stay float32 under a cast of the model (model.to(torch.bfloat16)):
         # they move with it, their values untouched
@@ -174,8 +182,7 @@ class Int8Weight(nn.Module):
         self.weight_scale = scale.to(self.weight_scale.device)
         if self.bias is not None and bias is not None:
             self.bias.data = bias.to(self.bias.device)
-        if packed:
-            self.pack()
+        self.pack_on_use = packed  # packs again on its next call, if that is on a CPU
         return self
 
     def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
@@ -188,7 +195,14 @@ class Int8Weight(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.pack_on_use and self.packed is None:
+            with _PACKING:  # one thread packs; the others then see the packed weight
+                if self.packed is None and not self.pack():
+                    self.pack_on_use = False  # not on a CPU, or no oneDNN
         return int8_product(rows, self.weight, self.weight_scale, self.bias, self.packed)
+
+
+_PACKING = threading.Lock()
 
 
 def _release_mapped_pages(tensor: torch.Tensor) -> None:
