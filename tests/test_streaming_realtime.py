@@ -201,12 +201,16 @@ def test_server_vad_settings_are_honoured(client):
                          input_audio_transcription=transcription)  # fmt: skip
         assert updated["session"]["turn_detection"] == turn  # beta shape, as the client wrote
         append_all(ws, two_sentences(pause_s=0.75))  # a pause shorter than silence_duration_ms
+        refused = update(ws, turn_detection=None)  # settings change only between turns
+        assert refused["error"]["code"] == "session_in_use"
         ws.send_text(json.dumps({"type": "input_audio_buffer.commit"}))
+        ws.send_text(json.dumps({"type": "session.update", "session": {"turn_detection": None}}))
         completed = receive_until(ws, "conversation.item.input_audio_transcription.completed", seen)
+        reply = next((e for e in seen if e["type"] == "session.updated"), None) or receive_until(
+            ws, "session.updated", seen
+        )  # accepted: it is for the next turn
+        assert reply["session"]["turn_detection"] is None
         started = next(e for e in seen if e["type"] == "input_audio_buffer.speech_started")
-        # settings change only between turns
-        reply = update(ws, turn_detection=None)
-        assert reply["type"] == "session.updated" and reply["session"]["turn_detection"] is None
         bad = update(ws, turn_detection={"type": "semantic_vad"})
         assert bad["error"]["code"] == "unsupported_turn_detection"
         bad = update(ws, turn_detection={"type": "server_vad", "threshold": 2})

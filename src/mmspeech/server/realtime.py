@@ -127,7 +127,8 @@ class Session:
         self.state = state
         self.id = _id("sess")
         self.prefix = "session"  # or "transcription_session", as the client names its events
-        self.config = SessionConfig()
+        self.config = SessionConfig()  # as the client last set it
+        self.open_turn = False  # audio appended and no commit or clear queued after it
         self.detected: str | None = None  # the language ID decision, kept for later streams
         self.opened = time.monotonic()
         self.seconds = 0.0  # audio received in the session
@@ -136,6 +137,7 @@ class Session:
         self.queue: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue()
         self.sending = asyncio.Lock()
         # worker side
+        self.running = self.config  # the configuration the stream was opened with
         self.stream: Any = None
         self.asr: Any = None
         self.name = ""
@@ -200,7 +202,7 @@ class Session:
         kind = event["type"]
         if kind in ("session.update", "transcription_session.update"):
             config = self.config.update(event.get("session"), kind.startswith("transcription"))
-            if not config.same_run(self.config) and (self.stream is not None or self.backlog_s):
+            if not config.same_run(self.config) and self.open_turn:
                 raise APIError(400, "Change the model, language or turn detection before "
                                "sending audio, or after input_audio_buffer.commit or .clear.",
                                "session_in_use")  # fmt: skip
@@ -210,8 +212,10 @@ class Session:
         elif kind == "input_audio_buffer.append":
             self.append(event.get("audio"))
         elif kind == "input_audio_buffer.commit":
+            self.open_turn = False  # the worker restarts the stream before later audio
             self.queue.put_nowait(("commit", self.generation, None))
         elif kind == "input_audio_buffer.clear":
+            self.open_turn = False
             self.generation += 1
             self.backlog_s = 0.0
             self.queue.put_nowait(("clear", self.generation, None))
@@ -243,6 +247,7 @@ class Session:
         if self.seconds > self.state.settings.max_session_seconds:
             raise SessionExpired
         self.backlog_s += seconds
+        self.open_turn = True
         self.queue.put_nowait(("audio", self.generation, data))
 
     # -- the worker: stream, items and deltas ----------------------------------------------------
@@ -285,17 +290,18 @@ class Session:
             raise APIError(400, "The input audio buffer is empty: append audio before "
                            "committing.", "input_audio_buffer_commit_empty")  # fmt: skip
         await self.forward(await self.call(self.stream.finish))
-        if self.config.turn is None or self.item is not None:  # what is left is one item
+        if self.running.turn is None or self.item is not None:  # what is left is one item
             await self.begin(self.stream.received_s)
             await self.complete(self.stream.received_s)
         self.restart()
 
     async def open(self) -> None:
         registry = self.state.registry
-        entry = registry.resolve(self.config.model, "asr")
+        self.running = self.config
+        entry = registry.resolve(self.running.model, "asr")
         self.asr = await asyncio.to_thread(registry.get, entry)
         self.name = entry.name
-        language = self.config.language or self.detected
+        language = self.running.language or self.detected
         if language is None and self.asr.languages:
             if registry.default("lid") is None:
                 raise APIError(400, "No language given and this server has no language-"
@@ -305,8 +311,8 @@ class Session:
             self.lid = await asyncio.to_thread(registry.get, lid_entry)
             self.lid_name = lid_entry.name
         options = TranscribeOptions()
-        if self.config.turn is not None:
-            options = replace(options, min_silence_s=self.config.turn.silence_duration_ms / 1000)
+        if self.running.turn is not None:
+            options = replace(options, min_silence_s=self.running.turn.silence_duration_ms / 1000)
 
         def start() -> Any:
             return self.asr.stream(language, options, sample_rate=RATE, encoding="pcm16",
@@ -362,16 +368,16 @@ class Session:
         self.partial = ""
         no_speech = segment.no_speech_prob
         if (
-            self.config.turn is not None
+            self.running.turn is not None
             and no_speech is not None
-            and (no_speech > self.config.turn.no_speech_threshold)
+            and (no_speech > self.running.turn.no_speech_threshold)
         ):  # not speech: no text; an item it began ends empty
             if self.item is not None:
                 await self.complete(segment.end)
             return
         await self.begin(segment.start)
         self.finals.append(segment)
-        if self.config.turn is None:
+        if self.running.turn is None:
             await self.update()
         else:
             await self.complete(segment.end)
@@ -381,8 +387,8 @@ class Session:
         if self.item is not None:
             return
         self.item = _id("item")
-        if self.config.turn is not None:
-            start_ms = 1000 * (self.offset_s + start_s) - self.config.turn.prefix_padding_ms
+        if self.running.turn is not None:
+            start_ms = 1000 * (self.offset_s + start_s) - self.running.turn.prefix_padding_ms
             start_ms = max(start_ms, 1000 * self.offset_s)  # not before this stream's audio
             await self.send("input_audio_buffer.speech_started", item_id=self.item,
                             audio_start_ms=round(start_ms))  # fmt: skip
@@ -416,12 +422,12 @@ class Session:
             await self.delta(transcript, transcript)
         start = self.offset_s + (self.finals[0].start if self.finals else end_s)
         end = self.offset_s + (self.finals[-1].end if self.finals else end_s)
-        if self.config.turn is not None:
+        if self.running.turn is not None:
             await self.send("input_audio_buffer.speech_stopped", item_id=self.item,
                             audio_end_ms=round(1000 * end))  # fmt: skip
         await self.send("input_audio_buffer.committed", item_id=self.item,
                         previous_item_id=self.previous)  # fmt: skip
-        language = self.stream.language if self.stream is not None else self.config.language
+        language = self.stream.language if self.stream is not None else self.running.language
         await self.send("conversation.item.input_audio_transcription.completed",
                         item_id=self.item, content_index=0, transcript=transcript,
                         language=language, usage={"type": "duration", "seconds": end - start},
