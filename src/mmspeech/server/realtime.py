@@ -208,6 +208,8 @@ class Session:
                 raise APIError(400, "Change the model, language or turn detection before "
                                "sending audio, or after input_audio_buffer.commit or .clear.",
                                "session_in_use")  # fmt: skip
+            if not config.same_run(self.config):
+                self.detected = None  # another model or language: decide again
             self.config = config
             self.prefix = kind.rsplit(".", 1)[0]
             await self.send(f"{self.prefix}.updated", session=self.description())
