@@ -89,7 +89,7 @@ def test_live_mode_shows_the_spoken_words_as_they_are_decided(page, microphone):
     # a caption while speaking, before any segment is finished
     page.wait_for_function("document.getElementById('live-partial').textContent.trim().length > 0")
     page.wait_for_selector("#live-segments tbody tr")
-    page.wait_for_timeout(1000)  # a first pass split at a pause (a capture glitch) ends too
+    page.wait_for_timeout(1000)  # if the first pass was split at a pause, its rest ends too
     page.click("#live")  # stop
     page.wait_for_function("document.getElementById('live').dataset.state === 'stopped'")
     rows = [[cell.inner_text() for cell in row.query_selector_all("td")]
