@@ -89,14 +89,18 @@ def test_live_mode_shows_the_spoken_words_as_they_are_decided(page, microphone):
     # a caption while speaking, before any segment is finished
     page.wait_for_function("document.getElementById('live-partial').textContent.trim().length > 0")
     page.wait_for_selector("#live-segments tbody tr")
+    page.wait_for_timeout(1000)  # if the first pass was split at a pause, its rest ends too
     page.click("#live")  # stop
     page.wait_for_function("document.getElementById('live').dataset.state === 'stopped'")
-    assert page.inner_text("#live-status") == "Stopped."
-    first = page.query_selector("#live-segments tbody tr")
-    start, end, text = [cell.inner_text() for cell in first.query_selector_all("td")]
-    assert "friend" in text  # the demo model's CER is ~30 %: compare with its offline reading
-    assert jiwer.cer(offline_reading(microphone), text) < 0.3, text
-    assert start.startswith("0:0") and start < end  # the sentence starts ~0.5 s in
+    rows = [[cell.inner_text() for cell in row.query_selector_all("td")]
+            for row in page.query_selector_all("#live-segments tbody tr")]  # fmt: skip
+    assert page.inner_text("#live-status") == "Stopped.", rows
+    first_pass = [row for row in rows if row[0] < "0:04"]  # the file repeats after 5.1 s
+    text = " ".join(row[2] for row in first_pass)
+    # the demo model's CER is ~30 %: compare with its offline reading of the same audio
+    assert "friend" in text, rows
+    assert jiwer.cer(offline_reading(microphone), text) < 0.3, rows
+    assert all(start < end for start, end, _ in first_pass), rows
     assert "Language: eng" in page.inner_text("#live-language")
 
 

@@ -237,9 +237,11 @@ def test_serve_options_become_settings(tmp_path: Path):
     args = parser.parse_args(
         ["serve", "--model", "asr=/m/asr", "--model", "/m/mms-tts-eng/", "--models-dir",
          str(tmp_path), "--api-key", "k", "--max-batch", "1", "--batch-wait-ms", "20",
-         "--max-upload-mb", "1", "--default-asr", "asr"]
+         "--max-upload-mb", "1", "--default-asr", "asr", "--max-session-seconds", "60",
+         "--max-realtime-backlog", "2.5"]
     )  # fmt: skip
     settings = settings_from_args(args)
+    assert settings.max_session_seconds == 60 and settings.max_realtime_backlog_seconds == 2.5
     assert settings.models == {"asr": "/m/asr", "mms-tts-eng": "/m/mms-tts-eng/"}
     assert settings.api_key == "k" and settings.max_batch == 1
     assert settings.batch_wait == pytest.approx(0.02)

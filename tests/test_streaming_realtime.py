@@ -221,6 +221,23 @@ def test_server_vad_settings_are_honoured(client):
     assert TurnDetection().no_speech_threshold == 0.75
 
 
+def test_a_session_that_cannot_start_says_so_once_and_can_be_fixed(client):
+    seen: list = []
+    with client.websocket_connect("/v1/realtime?intent=transcription", headers=KEY) as ws:
+        ws.receive_text()
+        update(ws, input_audio_transcription={"model": "demo", "language": "klingon"})
+        append_all(ws, two_sentences())
+        assert receive_until(ws, "error", seen)["error"]["code"] == "invalid_language"
+        ws.send_text(json.dumps({"type": "session.update", "session": {
+            "input_audio_transcription": {"model": "demo", "language": "eng"}}}))  # fmt: skip
+        receive_until(ws, "session.updated", seen)
+        append_all(ws, two_sentences())
+        ws.send_text(json.dumps({"type": "input_audio_buffer.commit"}))
+        receive_until(ws, "conversation.item.input_audio_transcription.completed", seen)
+    errors = [e["error"]["code"] for e in seen if e["type"] == "error"]
+    assert errors == ["invalid_language"]  # once, not once per append
+
+
 def test_the_language_is_detected_and_reported(client):
     seen: list = []
     with client.websocket_connect("/v1/realtime?intent=transcription", headers=KEY) as ws:

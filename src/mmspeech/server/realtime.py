@@ -138,6 +138,7 @@ class Session:
         self.sending = asyncio.Lock()
         # worker side
         self.running = self.config  # the configuration the stream was opened with
+        self.unopenable: tuple[int, SessionConfig] | None = None  # no stream for these
         self.stream: Any = None
         self.asr: Any = None
         self.name = ""
@@ -202,10 +203,13 @@ class Session:
         kind = event["type"]
         if kind in ("session.update", "transcription_session.update"):
             config = self.config.update(event.get("session"), kind.startswith("transcription"))
-            if not config.same_run(self.config) and self.open_turn:
+            stuck = self.unopenable == (self.generation, self.config)  # settings to fix
+            if not config.same_run(self.config) and self.open_turn and not stuck:
                 raise APIError(400, "Change the model, language or turn detection before "
                                "sending audio, or after input_audio_buffer.commit or .clear.",
                                "session_in_use")  # fmt: skip
+            if not config.same_run(self.config):
+                self.detected = None  # another model or language: decide again
             self.config = config
             self.prefix = kind.rsplit(".", 1)[0]
             await self.send(f"{self.prefix}.updated", session=self.description())
@@ -260,7 +264,8 @@ class Session:
                     if generation != self.generation:
                         continue  # cleared while it waited
                     try:
-                        await self.feed(data)
+                        if self.unopenable != (generation, self.config):  # else: said once
+                            await self.feed(data)
                     finally:
                         if generation == self.generation:
                             self.backlog_s = max(0.0, self.backlog_s - len(data) / 2 / RATE)
@@ -281,7 +286,11 @@ class Session:
 
     async def feed(self, data: bytes) -> None:
         if self.stream is None:
-            await self.open()
+            try:
+                await self.open()
+            except (APIError, MmspeechError):  # one error, not one per append, until the
+                self.unopenable = (self.generation, self.config)  # settings or turn change
+                raise
         self.pending_audio = True
         await self.forward(await self.call(self.stream.feed, data))
 
