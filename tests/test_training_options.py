@@ -46,7 +46,7 @@ def test_python_recipes_default_to_their_recipe(monkeypatch, tmp_path):
 
     monkeypatch.setattr(recipes, "Trainer", _capturing_trainer)
     monkeypatch.setattr(seq2seq, "Trainer", _capturing_trainer)
-    monkeypatch.setattr(recipes, "check_ctc_lengths", lambda model, train, vocab: train)
+    monkeypatch.setattr(recipes, "check_ctc_lengths", lambda model, train, vocab, **_: train)
     config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                             intermediate_size=8, conv_dim=(8,), conv_stride=(5,),
                             conv_kernel=(10,), num_conv_pos_embeddings=4,

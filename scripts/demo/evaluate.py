@@ -9,6 +9,12 @@ alpha 0.5, beta 1, beam 32, token_min_logp -10, chosen on the development split)
 
     python scripts/demo/evaluate.py --corpus /work/demo-data/corpus --json results.json [--lm]
     python scripts/demo/evaluate.py --split dev --lm   # the split to tune decoding on
+    python scripts/demo/evaluate.py --split eval-pauses  # sentences with silences between
+    python scripts/demo/evaluate.py --split eval-noise   # noise only: how many clips get letters
+
+On ``eval-noise`` the numbers are the share of clips for which greedy decoding writes anything
+and the letters it writes per clip (both 0 for a model that hears no speech in noise); language
+ID is not measured there (noise has no language).
 """
 
 from __future__ import annotations
@@ -46,6 +52,15 @@ def evaluate_asr(
             hypotheses.append(processor.decode(logits.argmax(-1)))
             references.append(normalize_text(utterance.text))
             emissions.append(logits)
+        if not any(references):  # noise: what it writes where nothing is said
+            letters = [len(h.replace(" ", "")) for h in hypotheses]
+            scores[lang] = {
+                "written": sum(n > 0 for n in letters) / len(letters),
+                "letters": sum(letters) / len(letters),
+                "utterances": len(utterances),
+            }
+            scores[lang]["example"] = f"noise -> {max(hypotheses, key=len)!r}"  # type: ignore[assignment]
+            continue
         scores[lang] = {**error_rates(references, hypotheses), "utterances": len(utterances)}
         scores[lang]["example"] = f"{references[0]!r} -> {hypotheses[0]!r}"  # type: ignore[assignment]
         if lm_words is not None:
@@ -78,13 +93,16 @@ def main() -> None:
     parser.add_argument("--asr", type=Path, default=DEMO / "asr")
     parser.add_argument("--lid", type=Path, default=DEMO / "lid")
     parser.add_argument(
-        "--split", default="eval", choices=["eval", "dev"],
-        help="eval: the numbers to report; dev: the split to tune decoding settings on",
+        "--split", default="eval", choices=["eval", "dev", "eval-pauses", "eval-noise"],
+        help="eval: the numbers to report; dev: the split to tune decoding settings on; "
+        "eval-pauses, eval-noise: the non-speech splits",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--lm", action="store_true", help="also decode with a word unigram LM")
     args = parser.parse_args()
-    heldout = load_waveforms(read_manifest(args.corpus / f"{args.split}.tsv"))
+    heldout = load_waveforms(
+        read_manifest(args.corpus / f"{args.split}.tsv", allow_empty_text=True)
+    )
     groups: dict[str, list] = defaultdict(list)
     for utterance in heldout:
         groups[str(utterance.label)].append(utterance)
@@ -94,6 +112,17 @@ def main() -> None:
         for utterance in read_manifest(args.corpus / "train.tsv"):
             lm_words[str(utterance.label)].update(normalize_text(utterance.text).split())
     asr = evaluate_asr(args.asr, groups, lm_words)
+    if args.split == "eval-noise":
+        print("| language | clips | clips with letters | letters per clip |")
+        print("|---|---|---|---|")
+        for lang, score in asr.items():
+            print(f"| {lang} | {score['utterances']} | {100 * score['written']:.0f}% | "
+                  f"{score['letters']:.1f} |")  # fmt: skip
+        for lang, score in asr.items():
+            print(f"{lang}: {score['example']}")
+        if args.json:
+            args.json.write_text(json.dumps({"asr": asr}, indent=2, ensure_ascii=False) + "\n")
+        return
     accuracy, per_lang = evaluate_lid(args.lid, heldout)
     lm_column = " CER with LM |" if args.lm else ""
     print(f"| language | utterances | CER | WER | LID accuracy |{lm_column}")

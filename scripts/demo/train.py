@@ -7,9 +7,19 @@
 2. Per language, the base is frozen and an adapter + a head over that language's characters
    is fine-tuned (the head starts from the shared head's rows): ``adapter.<lang>.safetensors``
    and a nested ``vocab.json``, exactly like facebook/mms-1b-all.
-3. A language-ID model (the base's encoder + a head) is fine-tuned on labelled audio.
+3. A language-ID model (the base's encoder + a head) is fine-tuned on labelled audio, or with
+   ``--lid-from`` an existing one is copied unchanged.
+
+The corpus's non-speech clips train too: "pauses" clips (sentences with silences between them)
+and "noise" clips, whose empty transcripts (``allow_empty_text``) teach the model to write
+nothing there; ``--oversample`` weights them in the base's data.
 
     python scripts/demo/train.py --corpus /work/demo-data/corpus --out /work/demo-data/models
+
+``--init src/mmspeech/demo/asr`` fine-tunes the shipped checkpoints instead of starting from
+random weights (the base's head over all languages' characters is rebuilt from the languages'
+heads); ``--deadline`` stops the base at a wall-clock time, saves it and goes on with the
+adapters, and says the step it stopped at: ``--base-stop-at`` that step reproduces the run.
 
 Resumable: rerun the same command after an interruption.
 """
@@ -19,12 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from mmspeech.models.wav2vec2 import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Model
 from mmspeech.training import (
@@ -40,6 +53,7 @@ from mmspeech.training import (
     train_ctc,
     train_lid,
 )
+from mmspeech.training.vocab import read_nested_vocab
 
 # The demo architecture: MMS structure (stable layer norm, layer-norm conv encoder, adapters),
 # ~5M parameters, 50 frames per second like MMS.
@@ -80,6 +94,7 @@ BASE_OVERSAMPLE = {"eng": 2, "fra": 2}
 AUGMENT = Augmentation()
 
 log = logging.getLogger("demo")
+UTC = timezone.utc  # (datetime.UTC needs Python 3.11)
 
 
 def by_lang(utterances):
@@ -89,7 +104,13 @@ def by_lang(utterances):
     return dict(groups)
 
 
-def progress_printer(stage: str):
+def is_nonspeech_clip(utterance) -> bool:
+    """A pauses or noise clip of build_corpus.py (by its folder)."""
+    return Path(utterance.audio).parent.name in ("pauses", "noise")
+
+
+def progress_printer(stage: str, deadline: datetime | None = None, stop_at: int = 0):
+    """Prints progress; returns True (stop, after a checkpoint) at ``deadline`` or ``stop_at``."""
     started = time.time()
 
     def report(progress):
@@ -100,8 +121,48 @@ def progress_printer(stage: str):
                 + (f" {progress.metrics}" if progress.metrics else ""),
                 flush=True,
             )
+        late = deadline is not None and datetime.now(UTC) >= deadline
+        if late or progress.step == stop_at:
+            why = f"deadline {deadline:%H:%M:%S} UTC" if late else f"--base-stop-at {stop_at}"
+            print(f"[{stage}] stopped at step {progress.step} ({why}): to reproduce, rerun "
+                  f"with --base-stop-at {progress.step}", flush=True)  # fmt: skip
+            return True
+        return False
 
     return report
+
+
+def parse_deadline(text: str) -> datetime:
+    """``HH:MM`` (today, UTC) or an ISO 8601 time (UTC unless it says otherwise)."""
+    if len(text) <= 5 and ":" in text:
+        hours, minutes = (int(part) for part in text.split(":"))
+        return datetime.now(UTC).replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def base_from_checkpoint(checkpoint: Path, union: dict[str, int]) -> Wav2Vec2ForCTC:
+    """A base to fine-tune from an MMS-layout checkpoint (e.g. the shipped demo ``asr/``): its
+    weights (whose adapter layers are the default language's) and a head over ``union``, each
+    token's row the mean of that token's rows in the languages' heads."""
+    model = Wav2Vec2ForCTC.from_pretrained(checkpoint)
+    rows: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
+    for lang, table in read_nested_vocab(checkpoint).items():
+        tensors = load_file(checkpoint / f"adapter.{lang}.safetensors")
+        weight, bias = tensors["lm_head.weight"].float(), tensors["lm_head.bias"].float()
+        for token, index in table.items():
+            rows[token].append((weight[index], bias[index]))
+    missing = sorted(set(union) - set(rows))
+    if missing:
+        raise SystemExit(f"{checkpoint} has no head row for {missing}: train from scratch")
+    head = torch.nn.Linear(model.lm_head.in_features, len(union))
+    with torch.no_grad():
+        for token, index in union.items():
+            head.weight[index] = torch.stack([w for w, _ in rows[token]]).mean(0)
+            head.bias[index] = torch.stack([b for _, b in rows[token]]).mean(0)
+    model.lm_head = head
+    model.config.vocab_size = len(union)
+    return model
 
 
 def main() -> None:
@@ -119,6 +180,22 @@ def main() -> None:
         default="auto",
         help="bfloat16 autocast for the base; auto: where the CPU computes bfloat16 natively",
     )
+    parser.add_argument("--base-lr", type=float, default=1.5e-3, help="the base's peak rate")
+    parser.add_argument("--base-warmup", type=int, default=500, help="the base's warm-up steps")
+    parser.add_argument("--seed", type=int, default=0, help="new weights and batch order")
+    parser.add_argument("--oversample", type=int, default=1,
+                        help="copies of each pauses/noise clip in the base's data")  # fmt: skip
+    parser.add_argument("--init", type=Path,
+                        help="start the base from this MMS-layout ASR checkpoint (e.g. "
+                        "src/mmspeech/demo/asr) instead of random weights")  # fmt: skip
+    parser.add_argument("--deadline", type=parse_deadline,
+                        help="stop the base at this UTC time (HH:MM or ISO 8601), save it and "
+                        "go on with the adapters")  # fmt: skip
+    parser.add_argument("--base-stop-at", type=int, default=0,
+                        help="stop the base at this step (as a --deadline run did)")  # fmt: skip
+    parser.add_argument("--lid-from", type=Path,
+                        help="copy this LID checkpoint (e.g. src/mmspeech/demo/lid) instead of "
+                        "training one")  # fmt: skip
     parser.add_argument("--limit", type=int, default=0, help="utterances per language (smoke test)")
     args = parser.parse_args()
     # denormal floats (tiny activations/gradients of a trained model) are ~100x slower on x86:
@@ -130,42 +207,62 @@ def main() -> None:
     bf16 = resolve_bf16(args.bf16)  # warns when "on" would be emulated
     print(f"bfloat16 autocast: {'on' if bf16 else 'off'}", flush=True)
 
-    train = read_manifest(args.corpus / "train.tsv")
+    # noise clips have empty transcripts: non-speech, to learn to write nothing for
+    train = read_manifest(args.corpus / "train.tsv", allow_empty_text=True)
     heldout = read_manifest(args.corpus / "eval.tsv")
+    pauses_heldout = read_manifest(args.corpus / "eval-pauses.tsv")[::4]  # watched too
     if args.limit:
-        train = [u for group in by_lang(train).values() for u in group[: args.limit]]
+        train = [  # some speech and some non-speech clips of each language
+            u
+            for kind in (False, True)
+            for group in by_lang([u for u in train if is_nonspeech_clip(u) == kind]).values()
+            for u in group[: args.limit]
+        ]
+        pauses_heldout = pauses_heldout[:6]
         heldout = [
             u for group in by_lang(heldout).values() for u in group[: max(2, args.limit // 4)]
         ]
     train, heldout = load_waveforms(train), load_waveforms(heldout)
+    pauses_heldout = load_waveforms(pauses_heldout)
     langs = sorted(by_lang(train))
     print(
         f"{len(train)} training and {len(heldout)} held-out utterances, languages {langs}",
         flush=True,
     )
     # a small held-out sample to watch the base training (the full set is for the end)
-    watch = [u for group in by_lang(heldout).values() for u in group[::12]]
+    watch = [u for group in by_lang(heldout).values() for u in group[::12]] + pauses_heldout
 
     # 1. the shared base, all languages, union vocabulary
     base_dir = args.out / "base"
     union = build_vocab(u.text for u in train + heldout)
     if not (base_dir / "model.safetensors").is_file():
-        torch.manual_seed(0)
-        config = Wav2Vec2Config(**DEMO_CONFIG, vocab_size=len(union))
-        model = Wav2Vec2ForCTC(config)
-        init_weights(model, seed=0)
+        torch.manual_seed(args.seed)
+        if args.init is not None:
+            model = base_from_checkpoint(args.init, union)
+            print(f"base model from {args.init}", flush=True)
+        else:
+            model = Wav2Vec2ForCTC(Wav2Vec2Config(**DEMO_CONFIG, vocab_size=len(union)))
+            init_weights(model, seed=args.seed)
         print(f"base model: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
         options = TrainOptions(
-            max_steps=args.base_steps, learning_rate=1.5e-3, warmup_steps=500,
-            batch_seconds=args.batch_seconds, max_batch_size=64, weight_decay=0.01,
-            eval_every=500, checkpoint_every=100, seed=0, augment=AUGMENT, bf16=bf16,
+            max_steps=args.base_steps, learning_rate=args.base_lr,
+            warmup_steps=args.base_warmup, batch_seconds=args.batch_seconds, max_batch_size=64,
+            weight_decay=0.01, eval_every=500, checkpoint_every=100, seed=args.seed,
+            augment=AUGMENT, bf16=bf16,
         )  # fmt: skip
-        base_train = [u for u in train for _ in range(BASE_OVERSAMPLE.get(u.label or "", 1))]
+        base_train = [
+            u
+            for u in train
+            for _ in range(
+                args.oversample if is_nonspeech_clip(u) else BASE_OVERSAMPLE.get(u.label or "", 1)
+            )
+        ]
         result = train_ctc(
-            model, union, base_train, watch, base_dir, options,
-            work_dir=args.out / "work-base", resume=True, callback=progress_printer("base"),
+            model, union, base_train, watch, base_dir, options, allow_empty_text=True,
+            work_dir=args.out / "work-base", resume=True,
+            callback=progress_printer("base", args.deadline, args.base_stop_at),
         )  # fmt: skip
-        print(f"base done: {result.metrics}", flush=True)
+        print(f"base done after {result.steps} steps: {result.metrics}", flush=True)
 
     # 2. one adapter + head per language, base frozen, written into asr/
     asr_dir = args.out / "asr"
@@ -181,11 +278,11 @@ def main() -> None:
         texts = [u.text for u in lang_train[lang] + lang_heldout[lang]]
         options = TrainOptions(
             max_steps=args.adapter_steps, learning_rate=1e-3, warmup_steps=20,
-            batch_seconds=args.batch_seconds, max_batch_size=64, seed=0, augment=AUGMENT,
+            batch_seconds=args.batch_seconds, max_batch_size=64, seed=args.seed, augment=AUGMENT,
         )  # fmt: skip
         result = train_adapter(
             asr_dir, lang, lang_train[lang], lang_heldout[lang], options,
-            vocab=build_vocab(texts), head_init=head,
+            vocab=build_vocab(texts), head_init=head, allow_empty_text=True,
             work_dir=args.out / f"work-{lang}", resume=True, callback=progress_printer(lang),
         )  # fmt: skip
         scores[lang] = result.metrics
@@ -199,9 +296,12 @@ def main() -> None:
 
     # 3. language ID: the base's encoder and a head, all fine-tuned
     lid_dir = args.out / "lid"
+    if args.lid_from is not None and not (lid_dir / "model.safetensors").is_file():
+        shutil.copytree(args.lid_from, lid_dir, dirs_exist_ok=True)
+        print(f"lid: copied from {args.lid_from}", flush=True)
     if not (lid_dir / "model.safetensors").is_file():
         encoder = Wav2Vec2Model.from_pretrained(base_dir)
-        lid_model = build_lid_model(encoder, langs, seed=0, weighted_layers=True)
+        lid_model = build_lid_model(encoder, langs, seed=args.seed, weighted_layers=True)
         # the whole model is fine-tuned: measured 91 % held-out accuracy against 88 % for a
         # head on the frozen encoder, for the same 800 steps; 800 steps on half the data
         # reached 93.7 %, 1,500 steps on all of it 95.8 % (on the base of the corpus with
@@ -209,11 +309,12 @@ def main() -> None:
         # today's 26,000-step base)
         options = TrainOptions(
             max_steps=args.lid_steps, learning_rate=5e-4, warmup_steps=50,
-            batch_seconds=args.batch_seconds, max_batch_size=64, eval_every=200, seed=0,
+            batch_seconds=args.batch_seconds, max_batch_size=64, eval_every=200, seed=args.seed,
             augment=AUGMENT,
         )  # fmt: skip
+        speech = [u for u in train if u.text]  # noise has no language
         result = train_lid(
-            lid_model, train, heldout, lid_dir, options, freeze_base=False,
+            lid_model, speech, heldout, lid_dir, options, freeze_base=False,
             work_dir=args.out / "work-lid", resume=True, callback=progress_printer("lid"),
         )  # fmt: skip
         print(f"lid done: {result.metrics}", flush=True)

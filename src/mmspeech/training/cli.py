@@ -93,6 +93,13 @@ def _add_common(parser: argparse.ArgumentParser, recipe: str) -> None:
     run.add_argument("--resume", action="store_true", help="continue from --work-dir")
 
 
+def _add_allow_empty_text(parser: argparse.ArgumentParser) -> None:
+    """The CTC commands' opt-in to non-speech clips (empty transcripts)."""
+    parser.add_argument("--allow-empty-text", action="store_true",
+                        help="rows with an empty text are non-speech (noise, silence): train "
+                        "the model to write nothing for them (default: an error)")  # fmt: skip
+
+
 def _options(args: argparse.Namespace) -> Any:
     """The flags as the recipe's TrainOptions."""
     from mmspeech.training.augment import Augmentation
@@ -117,9 +124,10 @@ def _bf16(args: argparse.Namespace) -> bool:
 def _data(args: argparse.Namespace, require_text: bool = True) -> tuple[list[Any], list[Any]]:
     from mmspeech.training.data import load_waveforms, read_manifest, split_heldout
 
-    train = read_manifest(args.train, require_text=require_text)
+    allow_empty = getattr(args, "allow_empty_text", False)
+    train = read_manifest(args.train, require_text=require_text, allow_empty_text=allow_empty)
     if args.eval is not None:
-        heldout = read_manifest(args.eval, require_text=require_text)
+        heldout = read_manifest(args.eval, require_text=require_text, allow_empty_text=allow_empty)
     else:
         train, heldout = split_heldout(train, args.eval_fraction, args.seed)
     return load_waveforms(train), load_waveforms(heldout)
@@ -186,7 +194,8 @@ def run_train_adapter(args: argparse.Namespace) -> int:
     train, heldout = _data(args)
     result = train_adapter(
         args.checkpoint, args.lang, train, heldout, _options(args),
-        reset_adapter=args.reset_adapter, work_dir=args.work_dir, resume=args.resume,
+        reset_adapter=args.reset_adapter, allow_empty_text=args.allow_empty_text,
+        work_dir=args.work_dir, resume=args.resume,
         callback=_progress(args),
     )  # fmt: skip
     return _finish(result)
@@ -208,8 +217,9 @@ def run_train_ctc(args: argparse.Namespace) -> int:
     model.base.load_state_dict(state)
     result = train_ctc(
         model, vocab, train, heldout, args.out, _options(args),
-        freeze_feature_encoder=args.freeze_feature_encoder, work_dir=args.work_dir,
-        resume=args.resume, callback=_progress(args),
+        freeze_feature_encoder=args.freeze_feature_encoder,
+        allow_empty_text=args.allow_empty_text, work_dir=args.work_dir, resume=args.resume,
+        callback=_progress(args),
     )  # fmt: skip
     return _finish(result)
 
@@ -260,6 +270,7 @@ def register(subparsers: Any) -> None:
     adapter.add_argument("--reset-adapter", action="store_true",
                          help="start the adapter from zero instead of the loaded one")  # fmt: skip
     _add_common(adapter, "adapter")
+    _add_allow_empty_text(adapter)
     adapter.set_defaults(run=_guard(run_train_adapter))
 
     ctc = subparsers.add_parser(
@@ -271,6 +282,7 @@ def register(subparsers: Any) -> None:
     ctc.add_argument("--out", required=True, type=Path, help="output checkpoint directory")
     ctc.add_argument("--freeze-feature-encoder", action="store_true")
     _add_common(ctc, "ctc")
+    _add_allow_empty_text(ctc)
     ctc.set_defaults(run=_guard(run_train_ctc))
 
     lid = subparsers.add_parser(

@@ -53,13 +53,24 @@ class Utterance:
         return load_audio(self.audio, sample_rate)
 
 
-def read_manifest(path: str | Path, *, require_text: bool = True) -> list[Utterance]:
+def read_manifest(
+    path: str | Path, *, require_text: bool = True, allow_empty_text: bool = False
+) -> list[Utterance]:
     """Read a CSV/TSV/JSONL manifest or a folder of audio + ``.txt`` files.
 
+    Args:
+        require_text: a text column is needed and every row must fill it (transcription);
+            False: classification data, the text may be absent.
+        allow_empty_text: with ``require_text``, rows may leave the text empty: non-speech
+            clips (noise, silence) that CTC training with ``allow_empty_text`` learns to
+            write nothing for.
+
     Raises:
-        DatasetError: unreadable file, no audio/text column, missing audio files, empty manifest.
+        DatasetError: unreadable file, no audio/text column, missing audio files, empty
+            manifest, an empty text (unless allowed).
     """
     source = Path(path)
+    empty_text_ok = allow_empty_text or not require_text
     if source.is_dir():
         utterances = _read_folder(source, require_text)
     elif not source.is_file():
@@ -68,9 +79,9 @@ def read_manifest(path: str | Path, *, require_text: bool = True) -> list[Uttera
             "audio files with same-name .txt transcripts."
         )
     elif source.suffix.lower() in (".jsonl", ".json"):
-        utterances = _from_rows(_jsonl_rows(source), source, require_text)
+        utterances = _from_rows(_jsonl_rows(source), source, require_text, empty_text_ok)
     elif source.suffix.lower() in (".csv", ".tsv", ".txt"):
-        utterances = _from_rows(_table_rows(source), source, require_text)
+        utterances = _from_rows(_table_rows(source), source, require_text, empty_text_ok)
     else:
         raise DatasetError(
             f"Cannot tell the format of {source} from its suffix {source.suffix!r}: "
@@ -117,7 +128,9 @@ def _pick(keys: Iterable[str], wanted: Sequence[str]) -> str | None:
     return next((lowered[w] for w in wanted if w in lowered), None)
 
 
-def _from_rows(rows: list[dict[str, Any]], source: Path, require_text: bool) -> list[Utterance]:
+def _from_rows(
+    rows: list[dict[str, Any]], source: Path, require_text: bool, empty_text_ok: bool
+) -> list[Utterance]:
     if not rows:
         return []
     audio_key = _pick(rows[0], AUDIO_KEYS)
@@ -132,8 +145,14 @@ def _from_rows(rows: list[dict[str, Any]], source: Path, require_text: bool) -> 
     for number, row in enumerate(rows, 1):
         audio = row.get(audio_key)
         text = row.get(text_key, "") if text_key else ""
-        if not audio or (require_text and not str(text).strip()):
-            raise DatasetError(f"Row {number} of {source} has an empty audio path or text.")
+        if not audio:
+            raise DatasetError(f"Row {number} of {source} has an empty audio path.")
+        if not empty_text_ok and not str(text).strip():
+            raise DatasetError(
+                f"Row {number} of {source} has an empty text. A clip of non-speech (noise, "
+                "silence) that should transcribe as nothing needs an opt-in: "
+                "allow_empty_text=True (--allow-empty-text)."
+            )
         path = Path(str(audio))
         if not path.is_absolute():
             path = source.parent / path

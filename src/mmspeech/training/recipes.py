@@ -94,12 +94,17 @@ def train_ctc(
     options: TrainOptions | None = None,
     *,
     freeze_feature_encoder: bool = False,
+    allow_empty_text: bool = False,
     work_dir: str | Path | None = None,
     resume: bool = False,
     callback: Callback | None = None,
 ) -> TrainResult:
     """Train every weight of a CTC model (the conv feature encoder optionally frozen) and save
-    it with a flat ``vocab.json`` and processor files in ``output_dir``."""
+    it with a flat ``vocab.json`` and processor files in ``output_dir``.
+
+    With ``allow_empty_text`` an utterance with an empty transcript (noise, silence) trains
+    the model to write nothing there: all blanks; without it such an utterance is an error.
+    """
     options = options or TrainOptions.for_ctc()
     if model.lm_head.out_features != len(vocab):
         raise ConfigError(
@@ -108,8 +113,9 @@ def train_ctc(
         )
     if freeze_feature_encoder:
         model.freeze_feature_encoder()
-    train = check_ctc_lengths(model, train, vocab)
-    trainer = Trainer(model, CTCTask(vocab), train, heldout, options, work_dir)
+    train = check_ctc_lengths(model, train, vocab, allow_empty=allow_empty_text)
+    task = CTCTask(vocab, allow_empty=allow_empty_text)
+    trainer = Trainer(model, task, train, heldout, options, work_dir)
     metrics, loss = _run(trainer, resume, callback)
     out = Path(output_dir)
     model.save_pretrained(out)
@@ -173,6 +179,7 @@ def train_adapter(
     vocab: Mapping[str, int] | None = None,
     head_init: tuple[torch.Tensor, torch.Tensor, Mapping[str, int]] | None = None,
     reset_adapter: bool = False,
+    allow_empty_text: bool = False,
     work_dir: str | Path | None = None,
     resume: bool = False,
     callback: Callback | None = None,
@@ -185,6 +192,8 @@ def train_adapter(
         checkpoint: a local MMS-style checkpoint directory (it is updated in place).
         lang: the language code to write (e.g. ``"fra"``).
         vocab: the character vocabulary; built from the transcripts when None.
+        allow_empty_text: train utterances with an empty transcript (noise, silence) toward
+            all-blank output, as in :func:`train_ctc`; else they are an error.
     """
     options = options or TrainOptions.for_adapter()
     directory = Path(checkpoint)
@@ -197,8 +206,9 @@ def train_adapter(
     model = prepare_adapter_model(
         directory, vocab, head_init=head_init, reset_adapter=reset_adapter, seed=options.seed
     )
-    train = check_ctc_lengths(model, train, vocab)
-    trainer = Trainer(model, CTCTask(vocab), train, heldout, options, work_dir)
+    train = check_ctc_lengths(model, train, vocab, allow_empty=allow_empty_text)
+    task = CTCTask(vocab, allow_empty=allow_empty_text)
+    trainer = Trainer(model, task, train, heldout, options, work_dir)
     metrics, loss = _run(trainer, resume, callback)
     _replace_adapter(model, directory, lang)
     write_language_vocab(directory, lang, vocab)

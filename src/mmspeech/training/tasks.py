@@ -63,11 +63,16 @@ class CTCTask:
 
     vocab: Mapping[str, int]
     lowercase: bool = True
+    # empty transcripts are targets of blanks only (non-speech clips); else an error
+    allow_empty: bool = False
 
     def collate(self, examples: Sequence[Utterance]) -> dict[str, torch.Tensor]:
         batch = pad_waveforms([u.waveform for u in examples])  # type: ignore[misc]
         batch["labels"] = pad_labels(
-            [encode(u.text, self.vocab, lowercase=self.lowercase) for u in examples]
+            [
+                encode(u.text, self.vocab, lowercase=self.lowercase, allow_empty=self.allow_empty)
+                for u in examples
+            ]
         )
         return batch
 
@@ -107,12 +112,14 @@ def check_ctc_lengths(
     examples: Sequence[Utterance],
     vocab: Mapping[str, int],
     lowercase: bool = True,
+    allow_empty: bool = False,
 ) -> list[Utterance]:
     """Drop (with a warning) utterances whose transcript is too long for CTC to emit from the
-    audio's frames (each repeated character needs a blank between)."""
+    audio's frames (each repeated character needs a blank between); ``allow_empty`` as in
+    :func:`~mmspeech.training.vocab.encode`."""
     kept = []
     for utterance in examples:
-        ids = encode(utterance.text, vocab, lowercase=lowercase)
+        ids = encode(utterance.text, vocab, lowercase=lowercase, allow_empty=allow_empty)
         needed = len(ids) + sum(a == b for a, b in pairwise(ids))
         frames = int(model.base.frame_lengths(torch.tensor([len(utterance.load())]))[0])
         if frames >= needed:

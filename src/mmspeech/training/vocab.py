@@ -57,11 +57,18 @@ def build_vocab(
     return {token: index for index, token in enumerate(tokens)}
 
 
-def encode(text: str, vocab: Mapping[str, int], *, lowercase: bool = True) -> list[int]:
+def encode(
+    text: str, vocab: Mapping[str, int], *, lowercase: bool = True, allow_empty: bool = False
+) -> list[int]:
     """Label ids of ``text`` (spaces become ``|``).
 
+    Args:
+        allow_empty: an empty (or all-space) transcript gives ``[]``, a CTC target of blanks
+            only (non-speech: noise, silence); else it is an error.
+
     Raises:
-        DatasetError: a character is not in ``vocab`` (the message lists them).
+        DatasetError: a character is not in ``vocab`` (the message lists them), or the
+            transcript is empty and ``allow_empty`` is False.
     """
     normalized = normalize_text(text, lowercase).replace(" ", WORD_DELIMITER)
     unknown = sorted({ch for ch in normalized if ch not in vocab})
@@ -70,8 +77,11 @@ def encode(text: str, vocab: Mapping[str, int], *, lowercase: bool = True) -> li
             f"The transcript {text!r:.60} has characters outside the vocabulary: "
             f"{''.join(unknown)!r}. Rebuild the vocabulary from all transcripts, or clean them."
         )
-    if not normalized:
-        raise DatasetError("An empty transcript cannot be a CTC target.")
+    if not normalized and not allow_empty:
+        raise DatasetError(
+            "An empty transcript cannot be a CTC target. To train on non-speech (noise, "
+            "silence) toward blank output, opt in: allow_empty_text=True (--allow-empty-text)."
+        )
     return [vocab[ch] for ch in normalized]
 
 

@@ -269,7 +269,7 @@ class Wav2Vec2ForCTC(_TaskModel):
         labels: torch.Tensor,
     ) -> torch.Tensor:
         vocab = logits.shape[-1]
-        if int(labels.max()) >= vocab:
+        if labels.numel() and int(labels.max()) >= vocab:  # (B, 0) when all are empty
             raise ValueError(
                 f"Label ids must be < vocab_size ({vocab}); found {int(labels.max())}."
             )
