@@ -206,7 +206,10 @@ def test_results_and_errors_manifests(collection, reference):
         row = results[name]
         assert row["language"] == language, name
         assert 0.5 < row["language_probability"] <= 1.0
-        assert jiwer.cer(text, row["text"]) < 0.45, (name, row["text"])  # demo CER: 5-20 %
+        # demo CER on these sentences 0-19 %, English's 48 % ('helowe hawl a u to da': the
+        # checkpoints of 2026-12-05 are better on 100 held-out English utterances, 16.0 -> 12.7 %,
+        # but 2 letters worse on this one, 39 -> 48 %)
+        assert jiwer.cer(text, row["text"]) < 0.5, (name, row["text"])
         words = [w for segment in row["segments"] for w in segment["words"]]
         assert words and all(0 <= w["start"] < w["end"] <= row["duration"] + 0.02 for w in words)
         assert row["model"] == str(demo_checkpoint("asr")) and row["compute_type"] == "float32"

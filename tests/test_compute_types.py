@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, espeak
 
 import mmspeech
 from mmspeech import LoadOptions, Wav2Vec2ForCTC
@@ -257,7 +257,8 @@ def test_adapter_switch_on_a_quantised_base_equals_quantising_after_the_switch()
 
 
 def test_asr_api_transcribes_in_int8_like_float32():
-    wave = tone_speech(3.0, seed=1)
+    # espeak-ng speech, not tone_speech: the demo model learnt to write nothing for non-speech
+    wave = espeak("please call me back tomorrow", "en")
     float32 = mmspeech.load_asr("demo", device="cpu")
     int8 = mmspeech.load_asr("demo", device="cpu", compute_type="int8")
     assert int8.model.compute_type == "int8"

@@ -109,7 +109,7 @@ def main() -> None:
     lm_words: dict[str, set[str]] | None = None
     if args.lm:  # the words each language's training transcripts use
         lm_words = defaultdict(set)
-        for utterance in read_manifest(args.corpus / "train.tsv"):
+        for utterance in read_manifest(args.corpus / "train.tsv", allow_empty_text=True):
             lm_words[str(utterance.label)].update(normalize_text(utterance.text).split())
     asr = evaluate_asr(args.asr, groups, lm_words)
     if args.split == "eval-noise":
