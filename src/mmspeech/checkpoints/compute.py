@@ -184,8 +184,11 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
         logger.info("int8: %d linear layers quantised", count)
     dtype = activation_dtype(compute_type)
     for module in model.modules():
-        if isinstance(module, (Int8Linear, Int8Conv1d)):
-            continue  # int8 weight, float32 scales and bias: its output takes x's dtype
+        if isinstance(module, Int8Weight):
+            # int8 weight, float32 scales and bias: its output takes x's dtype; on a CPU with
+            # oneDNN it packs its weight on first use (see Int8Weight)
+            module.pack_on_use = True
+            continue
         for param in module.parameters(recurse=False):
             if param.is_floating_point():
                 # a copy even when the dtype stays: a tensor still backed by the memory-mapped
@@ -194,9 +197,6 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
         for name, buffer in module.named_buffers(recurse=False):
             if buffer.is_floating_point():
                 setattr(module, name, buffer.to(dtype, copy=True))
-    for module in model.modules():
-        if isinstance(module, Int8Weight):
-            module.pack_on_use = True  # on a CPU with oneDNN; see Int8Weight
     model.compute_type = compute_type  # type: ignore[assignment]
     release_freed_memory()
     return model
@@ -212,6 +212,13 @@ def release_freed_memory() -> None:
 # -- converted checkpoints (mmspeech convert) ----------------------------------------------------
 
 CONFIG_KEY = "mmspeech"  # config.json: {"mmspeech": {"compute_type": "int8", "version": "…"}}
+
+
+def record_compute_type(config: dict[str, Any], compute_type: str) -> None:
+    """Mark a ``config.json`` dict as a checkpoint converted to ``compute_type``."""
+    from mmspeech import __version__
+
+    config[CONFIG_KEY] = {"compute_type": compute_type, "version": __version__}
 
 
 def stored_compute_type(config: object) -> str | None:

@@ -22,7 +22,11 @@ from pathlib import Path
 import torch
 
 from mmspeech.checkpoints.adapters import ADAPTER_SAFETENSORS, available_adapters, read_adapter
-from mmspeech.checkpoints.compute import CONFIG_KEY, activation_dtype, apply_compute_type
+from mmspeech.checkpoints.compute import (
+    activation_dtype,
+    apply_compute_type,
+    record_compute_type,
+)
 from mmspeech.checkpoints.options import COMPUTE_TYPES, LoadOptions
 from mmspeech.checkpoints.resolve import SAFETENSORS, resolve
 from mmspeech.checkpoints.weights import write_safetensors
@@ -69,7 +73,6 @@ def convert_checkpoint(
     Returns:
         The output directory.
     """
-    from mmspeech import __version__
     from mmspeech.auto import AutoModel
 
     if compute_type not in STORABLE:
@@ -91,7 +94,7 @@ def convert_checkpoint(
     config = model.config.to_dict()
     config.pop("_name_or_path", None)
     config["architectures"] = [type(model).__name__]
-    config[CONFIG_KEY] = {"compute_type": compute_type, "version": __version__}
+    record_compute_type(config, compute_type)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     write_safetensors(model.state_dict(), out / SAFETENSORS)
     for name in SIDE_FILES:

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from mmspeech.checkpoints.compute import (
-    CONFIG_KEY,
     apply_compute_type,
     check_stored_compute_type,
     is_int8,
     quantize_linears,
+    record_compute_type,
     resolve_compute_type,
     stored_compute_type,
 )
@@ -375,8 +375,6 @@ def checkpoint_state(model: PretrainedModel) -> dict[str, torch.Tensor]:
 def save_model(model: PretrainedModel, directory: str | os.PathLike[str]) -> Path:
     """Write ``config.json`` and ``model.safetensors`` that the reference loads (a model in
     an int8 compute type writes mmspeech's converted format, as ``mmspeech convert`` does)."""
-    from mmspeech import __version__
-
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     config = model.config.to_dict()
@@ -385,7 +383,7 @@ def save_model(model: PretrainedModel, directory: str | os.PathLike[str]) -> Pat
     config["dtype"] = str(model.dtype).removeprefix("torch.")
     compute_type = getattr(model, "compute_type", "float32")
     if is_int8(compute_type):  # its int8 layers' layout is ours: the loader must know
-        config[CONFIG_KEY] = {"compute_type": compute_type, "version": __version__}
+        record_compute_type(config, compute_type)
     with open(out / "config.json", "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2, sort_keys=True)
         handle.write("\n")

@@ -14,14 +14,16 @@ weight-only int8 (``_weight_int8pack_mm``) 151. Per-row activation scales keep t
 outlier-heavy transformer activations that a per-tensor scale would lose.
 
 On CPUs the product goes through oneDNN's int8 linear instead (``onednn::qlinear_pointwise``,
-which torch's own int8 inference path uses) once a layer is :meth:`~Int8Linear.pack`-ed — the
-loader does it: oneDNN wants its weight reordered into its blocked layout once, and then uses
-AMX int8 tiles where the CPU has them, which ``torch._int_mm`` does not. Its activation scale is
+which torch's own int8 inference path uses) once a layer is packed (:class:`Int8Weight`; the
+loader has each layer pack itself on first use): oneDNN wants its weight reordered into its
+blocked layout once, and then uses AMX int8 tiles where the CPU has them, which
+``torch._int_mm`` does not. Its activation scale is
 a single number, so the rows go in already quantised with a scale of 1 and their own scales are
 applied to its float32 output with the bias (``y = out * x_scale[m] + bias``): the same
 per-row arithmetic as above (equal to 1e-5), with the weight scales and the int32-to-float
 pass inside the kernel. Measured (2 threads, 500×1280 @ 1280×5120, with quantisation and
-scaling): 1.2 ms against 7.0 ms for ``torch._int_mm`` on a Xeon with AMX.
+scaling; ``benchmarks/int8_kernels.py``): 2.4 ms against 5.1 ms for ``torch._int_mm`` on an
+idle Xeon with AMX.
 """
 
 from __future__ import annotations
@@ -150,9 +152,9 @@ class Int8Weight(nn.Module):
         Returns:
             Whether the layer is packed (False on a GPU or without oneDNN).
         """
-        weight = self.weight
         if self.packed is not None:
             return True
+        weight = self.weight
         if weight is None or weight.device.type != "cpu" or not onednn_int8_available():
             return False
         self.packed = pack_weight(weight)
@@ -222,7 +224,7 @@ def _release_mapped_pages(tensor: torch.Tensor) -> None:
     if last <= first or not _in_file_mapping(start, end):
         return
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc = ctypes.CDLL("libc.so.6")
         libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
 
 
