@@ -58,6 +58,16 @@ def playwright() -> Iterator[Any]:
         yield playwright
 
 
+def sign_in(page: Any, url: str, key: str, option: str | None = None) -> None:
+    """Open the page at ``url``, enter the API key (which stores it and reloads the model
+    lists) and, when given, wait until the ``option`` selector is listed."""
+    page.goto(url + "/")
+    page.fill("#api-key", key)
+    page.dispatch_event("#api-key", "change")
+    if option is not None:
+        page.wait_for_selector(option, state="attached")
+
+
 @pytest.fixture(scope="module")
 def page(live: LiveServer, playwright: Any) -> Iterator[Any]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
@@ -74,11 +84,8 @@ def test_page_transcribes_an_upload_and_speaks(live, page, server_models, tmp_pa
     clip.write_bytes(buffer.getvalue())
     expected = load_asr(server_models / "mms-tiny-all", device="cpu").transcribe(clip, "deu")
 
-    page.goto(live.url + "/")
+    sign_in(page, live.url, KEY, "#asr-model option[value='mms-tiny-all']")
     assert page.title() == "mmspeech"
-    page.fill("#api-key", KEY)
-    page.dispatch_event("#api-key", "change")  # stores the key and reloads the model lists
-    page.wait_for_selector("#asr-model option[value='mms-tiny-all']", state="attached")
     page.set_input_files("#file", str(clip))
     page.fill("#language", "deu")
     page.click("#transcribe")
@@ -100,9 +107,7 @@ def test_page_transcribes_an_upload_and_speaks(live, page, server_models, tmp_pa
 
 
 def test_page_shows_server_errors(live, page):
-    page.goto(live.url + "/")
-    page.fill("#api-key", KEY)
-    page.dispatch_event("#api-key", "change")
+    sign_in(page, live.url, KEY)
     page.click("#transcribe")  # nothing chosen
     assert "Choose an audio file" in page.inner_text("#asr-status")
     page.fill("#tts-text", "")
@@ -121,10 +126,7 @@ def test_page_records_from_the_microphone_and_transcribes(live, playwright):
     try:
         page = browser.new_page()
         page.set_default_timeout(60_000)
-        page.goto(live.url + "/")
-        page.fill("#api-key", KEY)
-        page.dispatch_event("#api-key", "change")
-        page.wait_for_selector("#asr-model option[value='mms-tiny-all']", state="attached")
+        sign_in(page, live.url, KEY, "#asr-model option[value='mms-tiny-all']")
         page.click("#record")
         page.wait_for_function("Number(document.getElementById('record').dataset.chunks) >= 3")
         page.click("#record")  # stop
@@ -147,10 +149,7 @@ def test_page_identifies_the_language(live, page, tmp_path):
     buffer = io.BytesIO()
     soundfile.write(buffer, speech(1.2, seed=3), 16_000, format="WAV")
     clip.write_bytes(buffer.getvalue())
-    page.goto(live.url + "/")
-    page.fill("#api-key", KEY)
-    page.dispatch_event("#api-key", "change")
-    page.wait_for_selector("#lid-model option[value='mms-lid-tiny']", state="attached")
+    sign_in(page, live.url, KEY, "#lid-model option[value='mms-lid-tiny']")
     page.set_input_files("#lid-file", str(clip))
     page.fill("#top-k", "2")
     page.click("#identify")

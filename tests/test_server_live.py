@@ -22,7 +22,7 @@ from mmspeech.demo import demo_checkpoint  # noqa: E402
 from mmspeech.errors import CheckpointNotFoundError  # noqa: E402
 from mmspeech.server import ServerSettings, create_app  # noqa: E402
 from test_server import LiveServer  # noqa: E402
-from test_server_browser import CHROMIUM, FLAGS  # noqa: E402
+from test_server_browser import CHROMIUM, FLAGS, sign_in  # noqa: E402
 
 KEY = "live-key"
 SPOKEN = "hello how are you today my friend"
@@ -67,10 +67,7 @@ def page(live: LiveServer, microphone: Path) -> Iterator[Any]:
                                              headless=True)  # fmt: skip
         page = browser.new_page()
         page.set_default_timeout(60_000)
-        page.goto(live.url + "/")
-        page.fill("#api-key", KEY)
-        page.dispatch_event("#api-key", "change")
-        page.wait_for_selector("#asr-model option[value='demo']", state="attached")
+        sign_in(page, live.url, KEY, "#asr-model option[value='demo']")
         yield page
         browser.close()
 
