@@ -201,7 +201,9 @@ def test_server_vad_settings_are_honoured(client):
                          input_audio_transcription=transcription)  # fmt: skip
         assert updated["session"]["turn_detection"] == turn  # beta shape, as the client wrote
         append_all(ws, two_sentences(pause_s=0.75))  # a pause shorter than silence_duration_ms
-        refused = update(ws, turn_detection=None)  # settings change only between turns
+        # settings change only between turns; speech_started or deltas may come before the reply
+        ws.send_text(json.dumps({"type": "session.update", "session": {"turn_detection": None}}))
+        refused = receive_until(ws, "error", seen)
         assert refused["error"]["code"] == "session_in_use"
         ws.send_text(json.dumps({"type": "input_audio_buffer.commit"}))
         ws.send_text(json.dumps({"type": "session.update", "session": {"turn_detection": None}}))
