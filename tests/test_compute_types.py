@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,50 @@ def test_quantize_rows_is_symmetric_per_row():
     assert torch.allclose(q.float() * scale, x, atol=float(scale.max()) / 2 + 1e-6)
 
 
+def test_quantize_rows_in_blocks_equals_the_whole_at_once(monkeypatch):
+    torch.manual_seed(1)
+    x = torch.randn(37, 50) * torch.rand(37, 1) * 10
+    whole = quantize_rows(x)
+    monkeypatch.setattr(int8, "_SCRATCH_FLOATS", 200)  # 4 rows a block, the last one short
+    monkeypatch.setattr(int8, "_SCRATCH", threading.local())
+    blocked = quantize_rows(x)
+    assert int8._SCRATCH.buffer.numel() == 200  # went through the blocks
+    assert torch.equal(blocked[0], whole[0]) and torch.equal(blocked[1], whole[1])
+    assert torch.equal(quantize_rows(x.bfloat16())[0], quantize_rows(x.bfloat16().float())[0])
+
+
+@PACKING
+def test_projections_sharing_an_input_equal_each_layer_alone(packed):
+    torch.manual_seed(2)
+    layers = [Int8Linear.from_linear(torch.nn.Linear(32, n)) for n in (32, 32, 16)]
+    if packed:
+        assert all(layer.pack() for layer in layers)
+    x = torch.randn(2, 9, 32)
+    with torch.no_grad():
+        shared = Int8Linear.shared_input(x, layers)
+        for layer, out in zip(layers, shared, strict=True):
+            assert out.shape == (2, 9, layer.out_features)
+            assert torch.equal(out, layer(x))
+
+
+def test_attention_quantises_its_input_once_for_query_key_and_value(monkeypatch):
+    from mmspeech.nn.attention import MultiHeadAttention
+
+    torch.manual_seed(3)
+    attention = MultiHeadAttention(32, 4).eval()
+    x = torch.randn(1, 6, 32)
+    with torch.no_grad():
+        expected = attention(x)
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            setattr(attention, name, Int8Linear.from_linear(getattr(attention, name)))
+        calls = []
+        quantize = int8.quantize_rows
+        monkeypatch.setattr(int8, "quantize_rows", lambda x: calls.append(1) or quantize(x))
+        out = attention(x)
+    assert len(calls) == 2  # query/key/value once, the output projection once
+    assert cosine(out, expected) > 0.999
+
+
 @PACKING
 def test_int8_linear_matches_the_formula_and_the_float_layer(packed):
     torch.manual_seed(0)
@@ -90,7 +135,7 @@ def test_int8_linear_matches_the_formula_and_the_float_layer(packed):
 @pytest.mark.parametrize(
     ("kernel", "stride", "batch"), [(3, 2, 1), (3, 2, 2), (2, 2, 1), (4, 3, 1)]
 )
-def test_int8_conv_is_the_int8_product_over_windows(kernel, stride, batch, packed):
+def test_int8_conv_is_the_int8_product_over_windows(kernel, stride, batch, packed, monkeypatch):
     torch.manual_seed(kernel + batch)
     conv = torch.nn.Conv1d(24, 16, kernel, stride)
     layer = Int8Conv1d.from_conv(conv)
@@ -108,6 +153,8 @@ def test_int8_conv_is_the_int8_product_over_windows(kernel, stride, batch, packe
         assert cosine(out, conv(x)) > 0.9995
         channels_last = layer.forward_channels_last(x.transpose(1, 2).contiguous())
         assert torch.equal(channels_last, out.transpose(1, 2))
+        monkeypatch.setattr(int8, "_CONV_ROWS", 5)  # a block of windows at a time
+        assert torch.equal(layer(x), out)
     assert not Int8Conv1d.supports(torch.nn.Conv1d(24, 16, 3, padding=1))
     assert not Int8Conv1d.supports(torch.nn.Conv1d(24, 16, 3, groups=4))
 

@@ -47,6 +47,27 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def apply_in_place(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, written over ``x`` when autograd is off and the activation has an
+    in-place form (GELU, ReLU, SiLU); else ``module(x)``.
+
+    For a fresh tensor the caller owns (a linear layer's output): a feed-forward block's
+    intermediate (1500 frames × 5120 for mms-1b-all on 30 s) is then never allocated twice,
+    and on this VM the page faults of a new 30 MB tensor cost more than the GELU itself.
+    """
+    if torch.is_grad_enabled():
+        return module(x)
+    if isinstance(module, nn.GELU):
+        return torch.ops.aten.gelu_(x, approximate=module.approximate)
+    if isinstance(module, GeluTanh):
+        return torch.ops.aten.gelu_(x, approximate="tanh")
+    if isinstance(module, nn.ReLU):
+        return torch.relu_(x)
+    if isinstance(module, nn.SiLU):
+        return nn.functional.silu(x, inplace=True)
+    return module(x)
+
+
 def activation(name: str) -> nn.Module:
     """A fresh activation module for ``name``; ConfigError for an unknown name."""
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmspeech.nn.int8 import Int8Linear
+
 
 def padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """Turn a (B, T) keep-mask (True/1 = valid) into an additive (B, 1, 1, T) attention bias.
@@ -78,8 +80,12 @@ class MultiHeadAttention(nn.Module):
         """
         batch, length, _ = hidden_states.shape
         shape = (batch, length, self.num_heads, self.head_dim)
-        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (B, nh, T, hs)
-        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if all(isinstance(layer, Int8Linear) for layer in projections):
+            projected = Int8Linear.shared_input(hidden_states, projections)  # type: ignore[arg-type]
+        else:
+            projected = [layer(hidden_states) for layer in projections]
+        # (B, nh, T, hs) each
+        query, key, value = (part.view(shape).transpose(1, 2) for part in projected)
         attended = attend(query, key, value, bias, self.dropout if self.training else 0.0)
         return self.out_proj(attended)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mmspeech.models.wav2vec2.config import Wav2Vec2Config
-from mmspeech.nn.activations import activation
+from mmspeech.nn.activations import activation, apply_in_place
 from mmspeech.nn.attention import MultiHeadAttention, padding_bias
 
 
@@ -64,7 +64,8 @@ class FeedForward(nn.Module):
         self.output_dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.intermediate_dropout(self.intermediate_act_fn(self.intermediate_dense(x)))
+        x = apply_in_place(self.intermediate_act_fn, self.intermediate_dense(x))
+        x = self.intermediate_dropout(x)
         return self.output_dropout(self.output_dense(x))
 
 

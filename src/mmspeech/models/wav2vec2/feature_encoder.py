@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mmspeech.models.wav2vec2.config import Wav2Vec2Config
-from mmspeech.nn.activations import activation
+from mmspeech.nn.activations import activation, apply_in_place
 from mmspeech.nn.int8 import Int8Conv1d
 
 # the longest piece (in output frames, 20 ms each at MMS's rate) a LayerNorm feature encoder
@@ -76,7 +76,7 @@ class ConvLayer(nn.Module):
                 stride=(1, self.conv.stride[0]),
             )
         x = self.layer_norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # views, no copies
-        return self.activation(x)
+        return apply_in_place(self.activation, x)  # the LayerNorm's own fresh output
 
     def _waveform_conv(self, x: torch.Tensor) -> torch.Tensor:
         """The one-channel conv as a matrix product over strided windows of the waveform:
