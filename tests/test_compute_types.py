@@ -82,6 +82,21 @@ def test_quantize_rows_in_blocks_equals_the_whole_at_once(monkeypatch):
     assert torch.equal(quantize_rows(x.bfloat16())[0], quantize_rows(x.bfloat16().float())[0])
 
 
+def test_quantize_rows_in_blocks_inside_and_outside_inference_mode(monkeypatch):
+    # the thread's buffer, first made under inference mode, is written to again outside it (a
+    # forward, then loading a model in int8: benchmarks/precision.py failed that way), and a
+    # weight that requires a gradient is quantised through it
+    monkeypatch.setattr(int8, "_SCRATCH_FLOATS", 200)
+    monkeypatch.setattr(int8, "_SCRATCH", threading.local())
+    x = torch.randn(37, 50)
+    with torch.inference_mode():
+        inside = quantize_rows(x)
+    weight = torch.nn.Parameter(x.clone())
+    outside = quantize_rows(weight)
+    assert not outside[0].requires_grad
+    assert torch.equal(inside[0], outside[0]) and torch.equal(inside[1], outside[1])
+
+
 @PACKING
 def test_projections_sharing_an_input_equal_each_layer_alone(packed):
     torch.manual_seed(2)

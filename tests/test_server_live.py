@@ -94,8 +94,10 @@ def test_live_mode_shows_the_spoken_words_as_they_are_decided(page, microphone):
     assert page.inner_text("#live-status") == "Stopped.", rows
     first_pass = [row for row in rows if row[0] < "0:04"]  # the file repeats after 5.1 s
     text = " ".join(row[2] for row in first_pass)
-    # the demo model's CER is ~30 %: compare with its offline reading of the same audio
-    assert "friend" in text, rows
+    # the demo model's CER is ~25 %: compare with its offline reading of the same audio, and
+    # see that the sentence's end arrived (its last word spelt near enough: one CI run read
+    # "friennd" where the offline reading has "friend")
+    assert text.split() and jiwer.cer("friend", text.split()[-1]) <= 0.34, rows
     assert jiwer.cer(offline_reading(microphone), text) < 0.3, rows
     assert all(start < end for start, end, _ in first_pass), rows
     assert "Language: eng" in page.inner_text("#live-language")

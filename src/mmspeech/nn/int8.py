@@ -50,6 +50,7 @@ _QMAX = 127.0
 _CONV_ROWS = 4096  # windows Int8Conv1d quantises and multiplies at once
 
 
+@torch.no_grad()  # rounding has no gradient; and `out=` refuses inputs that require one
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 quantisation of each row of a 2-D tensor.
 
@@ -90,10 +91,16 @@ _SCRATCH = threading.local()
 
 
 def _scratch() -> torch.Tensor:
-    """This thread's quantisation buffer (``_SCRATCH_FLOATS`` float32), made once."""
+    """This thread's quantisation buffer (``_SCRATCH_FLOATS`` float32), made once.
+
+    Made outside inference mode even when first asked for inside it: an inference tensor cannot
+    be written to outside inference mode, and the same thread quantises in both (a forward
+    under ``torch.inference_mode()``, then a model loaded with ``compute_type="int8"``).
+    """
     buffer = getattr(_SCRATCH, "buffer", None)
     if buffer is None:
-        buffer = _SCRATCH.buffer = torch.empty(_SCRATCH_FLOATS, dtype=torch.float32)
+        with torch.inference_mode(False):
+            buffer = _SCRATCH.buffer = torch.empty(_SCRATCH_FLOATS, dtype=torch.float32)
     return buffer
 
 
