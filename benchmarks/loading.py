@@ -6,7 +6,7 @@ is a fresh process (import, load, then ``--forwards`` forwards of one clip of ``
 under ``torch.inference_mode()``), the two checkpoints alternating for ``--rounds`` rounds.
 Reported per run: import, load, first forward (for int8 it includes packing the weights for
 oneDNN), later forwards, load plus first forward, and the process's peak resident memory
-(VmHWM, the whole process: weights, torch, activations).
+(``hwm`` of asr_forward.py's ``memory_gib``: the whole process, weights, torch, activations).
 
 With ``--cold`` the page cache is dropped before every run (``/proc/sys/vm/drop_caches``,
 root only), as on a machine's first start: loading then reads the file from disk.
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-GIB = 2**30
+from asr_forward import build, memory_gib
 
 
 def worker(model_dir: str, compute_type: str, seconds: float, forwards: int, threads: int) -> None:
@@ -53,10 +53,7 @@ def worker(model_dir: str, compute_type: str, seconds: float, forwards: int, thr
         with torch.inference_mode():
             model(inputs)
         report["forward_s"].append(time.perf_counter() - begin)
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(("VmHWM:", "VmRSS:")):
-                report[line.split(":")[0]] = int(line.split()[1]) * 1024 / GIB
+    report["memory_gib"] = memory_gib()
     print(json.dumps(report), flush=True)
 
 
@@ -95,9 +92,7 @@ def main() -> None:
         float_dir = args.model_dir or Path(work) / "float32"
         int8_dir = args.int8_dir or Path(work) / "int8"
         if not (float_dir / "config.json").exists():
-            builder = Path(__file__).with_name("asr_forward.py")
-            subprocess.run([sys.executable, str(builder), "--worker", "build", "--model-dir",
-                            str(float_dir), "--layers", "48"], check=True)  # fmt: skip
+            build(float_dir, 48)
         if not (int8_dir / "config.json").exists():
             subprocess.run([sys.executable, "-m", "mmspeech", "convert", str(float_dir), "-o",
                             str(int8_dir), "--compute-type", "int8"], check=True)  # fmt: skip
@@ -129,7 +124,7 @@ def main() -> None:
               f"| {span([r['forward_s'][0] for r in results])} "
               f"| {span([r['load_s'] + r['forward_s'][0] for r in results])} "
               f"| {statistics.median(later) if later else float('nan'):.2f} s "
-              f"| {span([r['VmHWM'] for r in results], ' GiB')} |")  # fmt: skip
+              f"| {span([r['memory_gib']['hwm'] for r in results], ' GiB')} |")  # fmt: skip
     if args.out_json:
         settings = {key: str(value) for key, value in vars(args).items()}
         args.out_json.write_text(json.dumps({"settings": settings, "runs": runs}, indent=2) + "\n")

@@ -184,12 +184,13 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
         count = quantize_linears(model)
         logger.info("int8: %d linear layers quantised", count)
     dtype = activation_dtype(compute_type)
-    group = [module for module in model.modules() if isinstance(module, Int8Weight)]
+    group: list[Int8Weight] = []  # filled as the loop goes: every layer shares the one list
     for module in model.modules():
         if isinstance(module, Int8Weight):
             # int8 weight, float32 scales and bias: its output takes x's dtype; on a CPU with
             # oneDNN the model's first call of any int8 layer packs them all (see Int8Weight)
             module.pack_on_use = True
+            group.append(module)
             module.pack_group = group
             continue
         for param in module.parameters(recurse=False):
