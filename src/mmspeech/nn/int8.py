@@ -265,6 +265,10 @@ class Int8Weight(nn.Module):
                 for layer in (*self.pack_group, self):
                     if layer.pack_on_use and layer.packed is None and not layer.pack():
                         layer.pack_on_use = False  # not on a CPU, or no oneDNN
+                # weights quantised at load (not read from a converted file) were heap memory:
+                # without a trim, glibc keeps their freed blocks and the forwards' activations
+                # land around them (mms-1b-all int8 from float32: 10 s peak 1.55 -> 1.3x GiB)
+                release_freed_memory()
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         self._ready()
@@ -276,6 +280,13 @@ class Int8Weight(nn.Module):
 
 
 _PACKING = threading.Lock()
+
+
+def release_freed_memory() -> None:
+    """Return freed heap memory to the system: glibc keeps freed blocks for reuse, which leaves
+    an int8 1B model converted at load at 1.7 GB resident instead of 1.2."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _release_mapped_pages(tensor: torch.Tensor) -> None:
