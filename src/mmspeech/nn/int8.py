@@ -267,7 +267,7 @@ class Int8Weight(nn.Module):
                         layer.pack_on_use = False  # not on a CPU, or no oneDNN
                 # weights quantised at load (not read from a converted file) were heap memory:
                 # without a trim, glibc keeps their freed blocks and the forwards' activations
-                # land around them (mms-1b-all int8 from float32: 10 s peak 1.55 -> 1.3x GiB)
+                # land around them (mms-1b-all int8 from float32: 10 s peak 1.55 -> 1.38-1.41 GiB)
                 release_freed_memory()
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
