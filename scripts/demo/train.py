@@ -87,7 +87,8 @@ DEMO_CONFIG: dict[str, Any] = {
 }
 
 # English and French are the hardest to learn (spelling far from sound) and the base underfits
-# them most: it sees their utterances twice as often as the others' (each copy augmented anew)
+# them most: it sees their utterances twice as often as the others' (each copy augmented anew);
+# --lang-oversample changes it
 BASE_OVERSAMPLE = {"eng": 2, "fra": 2}
 
 # every training waveform is varied as it is drawn: speed 0.9/1.0/1.1, gain, noise at 10-40 dB
@@ -141,6 +142,15 @@ def parse_deadline(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def parse_oversample(text: str) -> dict[str, int]:
+    """``eng=3,fra=4`` -> {"eng": 3, "fra": 4}."""
+    try:
+        pairs = [part.split("=") for part in text.split(",") if part]
+        return {lang.strip(): int(copies) for lang, copies in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LANG=COPIES,..., got {text!r}") from None
+
+
 def base_from_checkpoint(checkpoint: Path, union: dict[str, int]) -> Wav2Vec2ForCTC:
     """A base to fine-tune from an MMS-layout checkpoint (e.g. the shipped demo ``asr/``): its
     weights (whose adapter layers are the default language's) and a head over ``union``, each
@@ -185,6 +195,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="new weights and batch order")
     parser.add_argument("--oversample", type=int, default=1,
                         help="copies of each pauses/noise clip in the base's data")  # fmt: skip
+    parser.add_argument("--lang-oversample", type=parse_oversample, default=BASE_OVERSAMPLE,
+                        help="copies of each language's utterances in the base's data, e.g. "
+                        "eng=3,fra=4 (others: 1; default: eng=2,fra=2)")  # fmt: skip
     parser.add_argument("--init", type=Path,
                         help="start the base from this MMS-layout ASR checkpoint (e.g. "
                         "src/mmspeech/demo/asr) instead of random weights")  # fmt: skip
@@ -254,7 +267,9 @@ def main() -> None:
             u
             for u in train
             for _ in range(
-                args.oversample if is_nonspeech_clip(u) else BASE_OVERSAMPLE.get(u.label or "", 1)
+                args.oversample
+                if is_nonspeech_clip(u)
+                else args.lang_oversample.get(u.label or "", 1)
             )
         ]
         result = train_ctc(
