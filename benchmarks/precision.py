@@ -88,13 +88,21 @@ def vits_distance(compute_type: str, work: Path) -> dict[str, float]:
         model = VitsModel.from_pretrained(directory, compute_type=kind)
         with torch.inference_mode():
             waves.append(model(ids).waveform[0].float())
+        rate = model.config.sampling_rate
     reference, reduced = waves
+    lengths = {
+        "seconds": reduced.numel() / rate,
+        "float32_seconds": reference.numel() / rate,
+    }
     if reference.shape != reduced.shape:
-        return {"mel_db": float("nan"), "ser_db": float("nan"), "same_length": 0.0}
+        # a duration rounded the other way: one token's frames more or fewer, and every later
+        # sample shifted, so a sample-wise or frame-wise distance would measure the shift.
+        # Reported as what it is: no distance, the lengths.
+        return {**lengths, "same_length": 0.0}
     error = (reference - reduced).pow(2).mean()
     ser = 10 * torch.log10(reference.pow(2).mean() / error.clamp(min=1e-20))
     mels = [_log_mel(w) for w in waves]
-    return {"mel_db": float((mels[0] - mels[1]).abs().mean()), "ser_db": float(ser),
+    return {**lengths, "mel_db": float((mels[0] - mels[1]).abs().mean()), "ser_db": float(ser),
             "same_length": 1.0}  # fmt: skip
 
 
@@ -180,7 +188,12 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for kind in types:
         vits, s2t = report["vits"][kind], report["seq2seq"][kind]
-        print(f"| {kind} | {vits['mel_db']:.3f} | {vits['ser_db']:.1f} "
+        if vits["same_length"]:
+            distances = f"{vits['mel_db']:.3f} | {vits['ser_db']:.1f}"
+        else:  # no distance between waveforms of different lengths
+            distances = (f"length differs: {vits['seconds']:.3f} s against "
+                         f"{vits['float32_seconds']:.3f} s | –")  # fmt: skip
+        print(f"| {kind} | {distances} "
               f"| {100 * s2t['greedy_id_agreement']:.0f} % "
               f"| {s2t['first_step_cosine']:.5f} |")  # fmt: skip
     if args.out_json:
