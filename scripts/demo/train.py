@@ -146,9 +146,12 @@ def parse_oversample(text: str) -> dict[str, int]:
     """``eng=3,fra=4`` -> {"eng": 3, "fra": 4}."""
     try:
         pairs = [part.split("=") for part in text.split(",") if part]
-        return {lang.strip(): int(copies) for lang, copies in pairs}
+        copies = {lang.strip(): int(count) for lang, count in pairs}
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LANG=COPIES,..., got {text!r}") from None
+    if any(count < 0 for count in copies.values()):  # range(-1) would drop the language silently
+        raise argparse.ArgumentTypeError(f"copies must be 0 or more, got {text!r}")
+    return copies
 
 
 def base_from_checkpoint(checkpoint: Path, union: dict[str, int]) -> Wav2Vec2ForCTC:
