@@ -21,16 +21,23 @@ some) and into their own held-out splits ``eval-pauses`` (the evaluation voices,
 and ``eval-noise`` (new noise). Their generators come after the older ones', so train, eval and
 dev speech are the same as before they were added.
 
+``--extra-train fra=6000`` adds training utterances for some languages (new word strings,
+voices drawn as above) from a generator of its own, numbered after the others: everything else
+stays as it was, and with ``--keep-existing`` only the new files are rendered.
+
 Writes ``<out>/<lang>/<split>/<n>.wav`` (16 kHz mono) and ``<out>/<split>.tsv`` manifests with
 the columns ``audio``, ``text``, ``lang`` (paths relative to the manifest).
 
     python scripts/demo/build_corpus.py --out /work/demo-data/corpus
+    python scripts/demo/build_corpus.py --out /work/demo-data/corpus --extra-train fra=6000 \
+        --keep-existing
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import random
 import subprocess
 import tempfile
@@ -300,7 +307,8 @@ def write_manifest(out: Path, split: str, rows: list[tuple[str, str, str]]) -> N
 def build(
     out: Path, train_per_lang: int, eval_per_voice: int, seed: int, jobs: int, distinct: bool,
     pauses_per_lang: int = 300, noise_clips: int = 600, eval_pauses_per_voice: int = 10,
-    eval_noise_clips: int = 60,
+    eval_noise_clips: int = 60, extra_train: dict[str, int] | None = None,
+    keep_existing: bool = False,
 ) -> None:  # fmt: skip
     # every utterance is decided first (one seeded generator per split), then spoken in parallel
     # (the dev generator comes last so that adding it left train and eval as they were)
@@ -314,6 +322,9 @@ def build(
     }  # fmt: skip
     # non-speech: generators after the older ones, so the speech above is unchanged
     pauses_rng, eval_pauses_rng = random.Random(seed + 3), random.Random(seed + 5)
+    # more training speech for some languages (--extra-train): last generator, numbered after
+    # the others, so a corpus built without it is a subset of one built with it
+    extra_rng, extra_train = random.Random(seed + 7), extra_train or {}
     pauses: dict[str, list[PausesClip]] = {"train": [], "eval-pauses": []}
     noise = {
         "train": plan_noise(random.Random(seed + 4), "noise", noise_clips),
@@ -321,11 +332,12 @@ def build(
     }
     for lang, (wf_code, voice, script) in LANGUAGES.items():
         pool = word_pool(wf_code, script, VOCAB_WORDS, voice if distinct else None, jobs)
-        for index in range(train_per_lang):
-            text = " ".join(train_rng.sample(pool, train_rng.randint(1, MAX_WORDS)))
+        extra = extra_train.get(lang, 0)
+        for index in range(train_per_lang + extra):
+            rng = train_rng if index < train_per_lang else extra_rng
+            text = " ".join(rng.sample(pool, rng.randint(1, MAX_WORDS)))
             setting = (
-                train_rng.choice(TRAIN_VARIANTS), train_rng.choice(TRAIN_SPEEDS),
-                train_rng.choice(TRAIN_PITCHES),
+                rng.choice(TRAIN_VARIANTS), rng.choice(TRAIN_SPEEDS), rng.choice(TRAIN_PITCHES)
             )  # fmt: skip
             plan["train"].append((f"{lang}/train/{index:05d}.wav", text, lang, voice, *setting))
         for split, rng, voices in (("eval", eval_rng, EVAL_VOICES), ("dev", dev_rng, DEV_VOICES)):
@@ -345,22 +357,31 @@ def build(
         )  # fmt: skip
         print(f"{lang}: {len(pool)} words", flush=True)
 
+    def save(path: str, waveform: np.ndarray) -> None:
+        # written whole under another name, then renamed: a file that exists is complete, so
+        # --keep-existing can trust it after an interrupted build
+        target = out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.stem + ".partial.wav")
+        soundfile.write(partial, waveform, SAMPLE_RATE, subtype="PCM_16")
+        os.replace(partial, target)
+
     def render(item: tuple[str, str, str, str, str, int, int]) -> None:
         path, text, _, voice, variant, speed, pitch = item
+        if keep_existing and (out / path).exists():
+            return
         with tempfile.TemporaryDirectory() as tmp:
-            waveform = speak(text, voice, variant, speed, pitch, Path(tmp))
-        (out / path).parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(out / path, waveform, 16000, subtype="PCM_16")
+            save(path, speak(text, voice, variant, speed, pitch, Path(tmp)))
 
     def render_pauses(clip: PausesClip) -> None:
+        if keep_existing and (out / clip.path).exists():
+            return
         with tempfile.TemporaryDirectory() as tmp:
-            waveform = pauses_clip(clip, Path(tmp))
-        (out / clip.path).parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(out / clip.path, waveform, SAMPLE_RATE, subtype="PCM_16")
+            save(clip.path, pauses_clip(clip, Path(tmp)))
 
     def render_noise(clip: NoiseClip) -> None:
-        (out / clip.path).parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(out / clip.path, noise_clip(clip), SAMPLE_RATE, subtype="PCM_16")
+        if not (keep_existing and (out / clip.path).exists()):
+            save(clip.path, noise_clip(clip))
 
     out.mkdir(parents=True, exist_ok=True)  # a split may be empty (--train-per-lang 0)
     with ThreadPoolExecutor(jobs) as pool_executor:  # espeak-ng runs as a subprocess
@@ -384,6 +405,19 @@ def build(
               f"{len(noise['eval-noise'])} clips", flush=True)  # fmt: skip
 
 
+def extra_counts(value: str) -> dict[str, int]:
+    """``fra=6000,eng=3000`` -> {"fra": 6000, "eng": 3000}, for --extra-train."""
+    counts = {}
+    for item in value.split(","):
+        lang, _, count = item.partition("=")
+        if lang not in LANGUAGES or not count.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"expected LANG=COUNT with LANG one of {', '.join(LANGUAGES)}, got {item!r}"
+            )
+        counts[lang] = int(count)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/work/demo-data/corpus"))
@@ -403,6 +437,16 @@ def main() -> None:
     )
     parser.add_argument("--eval-pauses-per-voice", type=int, default=10)
     parser.add_argument("--eval-noise-clips", type=int, default=60)
+    parser.add_argument(
+        "--extra-train", type=extra_counts, default={},
+        help="more training utterances for these languages, e.g. fra=6000,eng=3000 (drawn "
+        "after everything else, so the other utterances and splits stay as they are)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-existing", action="store_true",
+        help="render only the files not there yet (to add --extra-train to a corpus built "
+        "with the same other options, or to finish an interrupted build)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="espeak-ng processes at once")
     parser.add_argument("--distinct-sounds", action=argparse.BooleanOptionalAction, default=True,
@@ -411,7 +455,7 @@ def main() -> None:
     build(
         args.out, args.train_per_lang, args.eval_per_voice, args.seed, args.jobs,
         args.distinct_sounds, args.pauses_per_lang, args.noise_clips,
-        args.eval_pauses_per_voice, args.eval_noise_clips,
+        args.eval_pauses_per_voice, args.eval_noise_clips, args.extra_train, args.keep_existing,
     )  # fmt: skip
 
 
