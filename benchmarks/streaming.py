@@ -5,8 +5,8 @@
                random chunks (``asr.stream``): CER of each against the sentences over all four
                voices (and per voice), and of the stream against offline. Four voices, not one:
                one voice's 250 characters move the CER by a point with any change of context
-               (the 2026-12-06 demo checkpoints at the defaults: 25.1 / 23.6 % offline / stream
-               for the first voice, 19.8 / 18.3 for the second, 25.9 / 28.9 for the third)
+               (the second 2026-12-06 demo checkpoints at the defaults: 22.1 / 23.2 % offline /
+               stream for the first voice, 18.6 / 16.7 for the second, 25.9 / 24.3 for the third)
     latency    one stream fed 0.1 s chunks, alone on ``--threads`` torch threads: time from a
                chunk's arrival (``feed`` called) to its events being returned, for the chunks
                that ran the model (they carry the partial text); p50 / p95 / max
