@@ -357,6 +357,10 @@ def build(
         )  # fmt: skip
         print(f"{lang}: {len(pool)} words", flush=True)
 
+    def wanted(path: str) -> bool:
+        """False for a file --keep-existing keeps (every file there is complete: see save)."""
+        return not (keep_existing and (out / path).exists())
+
     def save(path: str, waveform: np.ndarray) -> None:
         # written whole under another name, then renamed: a file that exists is complete, so
         # --keep-existing can trust it after an interrupted build
@@ -368,19 +372,17 @@ def build(
 
     def render(item: tuple[str, str, str, str, str, int, int]) -> None:
         path, text, _, voice, variant, speed, pitch = item
-        if keep_existing and (out / path).exists():
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            save(path, speak(text, voice, variant, speed, pitch, Path(tmp)))
+        if wanted(path):
+            with tempfile.TemporaryDirectory() as tmp:
+                save(path, speak(text, voice, variant, speed, pitch, Path(tmp)))
 
     def render_pauses(clip: PausesClip) -> None:
-        if keep_existing and (out / clip.path).exists():
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            save(clip.path, pauses_clip(clip, Path(tmp)))
+        if wanted(clip.path):
+            with tempfile.TemporaryDirectory() as tmp:
+                save(clip.path, pauses_clip(clip, Path(tmp)))
 
     def render_noise(clip: NoiseClip) -> None:
-        if not (keep_existing and (out / clip.path).exists()):
+        if wanted(clip.path):
             save(clip.path, noise_clip(clip))
 
     out.mkdir(parents=True, exist_ok=True)  # a split may be empty (--train-per-lang 0)
